@@ -1,0 +1,56 @@
+"""Build and start the runner in the app's lifespan, so a bad config stops start-up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from authcore.config import AuthcoreConfig, load_config
+from authcore.loader import TypeResolver
+from authcore.middleware import STATE_KEY
+from authcore.resources import Resources
+from authcore.runner import Runner
+
+Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
+
+
+def authcore_lifespan(
+    config: AuthcoreConfig | str | os.PathLike[str],
+    *,
+    resolve: TypeResolver | None = None,
+    resources: Resources | None = None,
+) -> Lifespan:
+    """A Starlette `lifespan` that builds, starts and stops the runner.
+
+    The started runner is stored on `app.state` for `AuthcoreMiddleware` and
+    `AuthcoreBackend`; plugin routes are added to the app's router.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loaded = config if isinstance(config, AuthcoreConfig) else load_config(config)
+        runner = Runner.from_config(loaded, resolve)
+        await runner.startup(resources)
+        mount_plugin_routes(app, runner)
+        setattr(app.state, STATE_KEY, runner)
+        try:
+            yield
+        finally:
+            setattr(app.state, STATE_KEY, None)
+            await runner.shutdown()
+
+    return lifespan
+
+
+def mount_plugin_routes(app: Starlette, runner: Runner) -> None:
+    """Add each plugin route to the app, ahead of the app's own routes."""
+    added: list[Any] = [
+        Route(route.path, route.endpoint, methods=list(route.methods), name=route.name)
+        for _, route in runner.plugin_routes
+    ]
+    app.router.routes[:0] = added

@@ -1,0 +1,158 @@
+"""The read-only request view every hook receives."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import Message, Receive, Scope
+
+from authcore.errors import MalformedCredentials, PayloadTooLarge
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+# Models named in the path by Azure- and Gemini-style routes.
+_PATH_MODEL = re.compile(r"/(?:deployments|models)/([^/:]+)(?::|/|$)")
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class RequestContext:
+    """A lazy, read-only view of one ASGI request (HTTP or websocket).
+
+    Everything is computed on first use, so a hook that only looks at one
+    header costs one header lookup. `state` is a per-request dict plugins may
+    use to pass values to later stages; it never reaches the client.
+    """
+
+    __slots__ = ("scope", "state", "_receive", "_headers", "_query", "_body", "_json", "_max_body")
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive | None = None,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.scope = scope
+        self.state: dict[str, Any] = {}
+        self._receive = receive or _no_body
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        self._body: bytes | None = None
+        self._json: Any = _UNSET
+        self._max_body = max_body_bytes
+
+    @property
+    def method(self) -> str:
+        return self.scope.get("method", "GET")  # type: ignore[no-any-return]
+
+    @property
+    def path(self) -> str:
+        """The route path from the ASGI scope (no host, no query string)."""
+        return self.scope["path"]  # type: ignore[no-any-return]
+
+    @property
+    def is_websocket(self) -> bool:
+        return self.scope["type"] == "websocket"
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(scope=self.scope)
+        return self._headers
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The header list exactly as the server parsed it, duplicates included."""
+        return self.scope["headers"]  # type: ignore[no-any-return]
+
+    @property
+    def query(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self.scope.get("query_string", b""))
+        return self._query
+
+    @property
+    def client_host(self) -> str | None:
+        client = self.scope.get("client")
+        return client[0] if client else None
+
+    async def body(self) -> bytes:
+        """The whole request body, read once and kept for the app (empty for websockets)."""
+        if self._body is None:
+            if self.is_websocket:
+                self._body = b""
+                return self._body
+            declared = self.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+                raise PayloadTooLarge()
+            chunks: list[bytes] = []
+            size = 0
+            more = True
+            while more:
+                message = await self._receive()
+                if message["type"] != "http.request":
+                    # The client left before sending the body; nothing to authorise.
+                    raise MalformedCredentials("Request body was not received.", reason_id="body_incomplete")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self._max_body:
+                    raise PayloadTooLarge()
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+            self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        """The body parsed as JSON, or `None` when it is empty or not JSON."""
+        if self._json is _UNSET:
+            raw = await self.body()
+            try:
+                self._json = json.loads(raw) if raw else None
+            except (ValueError, UnicodeDecodeError):
+                self._json = None
+        return self._json
+
+    async def requested_models(self) -> tuple[str, ...]:
+        """Models the request asks for: the body's `model` and a model named in the path."""
+        found: list[str] = []
+        if self.method in ("POST", "PUT", "PATCH"):
+            data = await self.json()
+            if isinstance(data, dict):
+                model = data.get("model")
+                if isinstance(model, str) and model:
+                    found.append(model)
+        match = _PATH_MODEL.search(self.path)
+        if match and match.group(1) not in found:
+            found.append(match.group(1))
+        return tuple(found)
+
+    def replay_receive(self) -> Receive:
+        """A `receive` for the app: the body already read, then the live channel."""
+        if self._body is None:
+            return self._receive
+        pending: list[Message] = [{"type": "http.request", "body": self._body, "more_body": False}]
+        receive = self._receive
+
+        async def replay() -> Message:
+            if pending:
+                return pending.pop()
+            return await receive()
+
+        return replay
+
+    def __repr__(self) -> str:
+        # Headers and query strings can carry secrets: never include them.
+        return f"RequestContext({self.method} {self.path})"
+
+
+class _Unset:
+    __slots__ = ()
+
+
+_UNSET: Any = _Unset()

@@ -1,0 +1,424 @@
+"""The pipeline: calls each configured plugin instance, in order, fail closed.
+
+pluggy discovers and validates; this module does every call itself, because
+pluggy is synchronous, orders by registration, and stops at the first
+exception without saying who raised it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from time import perf_counter_ns
+from typing import Any
+
+from pydantic import BaseModel
+
+from authcore import hookspecs
+from authcore.config import AuthcoreConfig
+from authcore.deadline import await_with_timeout
+from authcore.errors import (
+    AuthcoreError,
+    ConfigurationError,
+    InvalidCredentials,
+    MalformedCredentials,
+    MissingCredentials,
+    PluginFailure,
+)
+from authcore.events import AuthEvent
+from authcore.loader import TypeResolver, build_instances, entry_point_resolver, implementations, register
+from authcore.models import Credentials, Identity, Reservation, Usage
+from authcore.plugin import Plugin, PluginContext, PluginRoute
+from authcore.request import RequestContext
+from authcore.resources import Resources
+from authcore.result import AuthResult
+from authcore.route_policy import RoutePolicy
+from authcore.trace import Trace
+
+logger = logging.getLogger("authcore")
+
+# Arguments each hook can take, in the order the runner passes them.
+HOOK_ARGS: dict[str, tuple[str, ...]] = {
+    "extract_credentials": ("request",),
+    "custom_auth": ("request", "credentials"),
+    "resolve_identity": ("request", "credentials"),
+    "post_checks": ("request", "identity"),
+    "reserve_budget": ("request", "identity"),
+    "startup": ("context",),
+    "shutdown": (),
+    "on_event": ("event",),
+}
+
+# Exceptions that must keep unwinding: they are the process or the event loop
+# talking, not a plugin failing.
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit)
+
+
+class HookCall:
+    """One instance's implementation of one hook, ready to call with the hook's full arguments."""
+
+    __slots__ = ("plugin", "name", "function", "is_async", "blocking", "timeout", "_picks")
+
+    def __init__(self, plugin: Plugin[BaseModel], hook: str, function: Callable[..., Any], argnames: Sequence[str], timeout: float) -> None:
+        self.plugin = plugin
+        self.name = plugin.name
+        self.function = function
+        self.is_async = asyncio.iscoroutinefunction(function)
+        self.blocking = type(plugin).blocking and not self.is_async
+        self.timeout = timeout
+        spec = HOOK_ARGS[hook]
+        # None when the implementation takes every argument in spec order (the common case).
+        self._picks: tuple[int, ...] | None = (
+            None if tuple(argnames) == spec else tuple(spec.index(name) for name in argnames)
+        )
+
+    async def __call__(self, *args: Any) -> Any:
+        """Call with the hook's full arguments; raise `TimeoutError` past the deadline."""
+        picks = self._picks
+        if picks is not None:
+            args = tuple(args[index] for index in picks)
+        if self.is_async:
+            return await await_with_timeout(self.function(*args), self.timeout)
+        if self.blocking:
+            return await asyncio.wait_for(asyncio.to_thread(self.function, *args), self.timeout)
+        return self.function(*args)
+
+
+_OUTCOME = {
+    "extract_credentials": "credentials",
+    "custom_auth": "decided",
+    "resolve_identity": "identity",
+    "post_checks": "pass",
+    "reserve_budget": "reserved",
+}
+
+
+class Runner:
+    """Runs the configured pipeline for requests. Build it with `Runner.from_config`."""
+
+    def __init__(self, config: AuthcoreConfig, instances: Sequence[Plugin[BaseModel]]) -> None:
+        self.config = config
+        self.instances = list(instances)
+        self.manager = register(self.instances)
+        self.resources: Resources | None = None
+        self._started = False
+        calls = self._calls_by_hook()
+        self.stages: dict[str, list[HookCall]] = {
+            stage: self._order(stage, calls.get(stage, {})) for stage in hookspecs.DECISION_HOOKS
+        }
+        self._extract = self.stages["extract_credentials"]
+        self._custom = self.stages["custom_auth"]
+        self._resolve = self.stages["resolve_identity"]
+        self._checks = self.stages["post_checks"]
+        self._reserve = self.stages["reserve_budget"]
+        self._startup = list(calls.get("startup", {}).values())
+        self._shutdown = list(calls.get("shutdown", {}).values())
+        self._observers = list(calls.get("on_event", {}).values())
+        self._route_impls = [
+            (impl.plugin, impl.function)
+            for instance in self.instances
+            if (impl := implementations(self.manager, instance).get("routes")) is not None
+        ]
+        self._log_decisions = config.log_decisions
+        self.plugin_routes = self._collect_routes()
+        self.policy = RoutePolicy(
+            [*config.routes.public, *(route.path for _, route in self.plugin_routes if route.access == "public")],
+            [*config.routes.admin, *(route.path for _, route in self.plugin_routes if route.access == "admin")],
+        )
+
+    @classmethod
+    def from_config(cls, config: AuthcoreConfig, resolve: TypeResolver | None = None) -> Runner:
+        """Import the configured plugin types (entry points by default) and build the runner."""
+        instances = build_instances(config, resolve or entry_point_resolver())
+        return cls(config, instances)
+
+    # -- construction -------------------------------------------------------
+
+    def _calls_by_hook(self) -> dict[str, dict[str, HookCall]]:
+        calls: dict[str, dict[str, HookCall]] = {}
+        for instance in self.instances:
+            timeout = self.config.plugins[instance.name].timeout_s if instance.name in self.config.plugins else 1.0
+            for hook, impl in implementations(self.manager, instance).items():
+                if hook == "routes":
+                    continue
+                calls.setdefault(hook, {})[instance.name] = HookCall(
+                    instance, hook, impl.function, impl.argnames, timeout
+                )
+        return calls
+
+    def _order(self, stage: str, available: Mapping[str, HookCall]) -> list[HookCall]:
+        listed: list[str] | None = getattr(self.config.pipeline, stage)
+        if listed is None:
+            return list(available.values())
+        defined = {instance.name for instance in self.instances}
+        seen: set[str] = set()
+        ordered: list[HookCall] = []
+        for name in listed:
+            where = f"{self.config.source}: pipeline.{stage}"
+            if name in seen:
+                raise ConfigurationError(f"{where}: instance {name!r} is listed twice")
+            seen.add(name)
+            if name not in defined:
+                raise ConfigurationError(f"{where}: instance {name!r} is not defined under plugins")
+            if name not in available:
+                raise ConfigurationError(f"{where}: instance {name!r} does not implement {stage}")
+            ordered.append(available[name])
+        return ordered
+
+    def _collect_routes(self) -> list[tuple[str, PluginRoute]]:
+        contributed: list[tuple[str, PluginRoute]] = []
+        seen: dict[str, str] = {}
+        for plugin, function in self._route_impls:
+            for route in function() or ():
+                if not isinstance(route, PluginRoute):
+                    raise ConfigurationError(f"plugin instance {plugin.name!r}: routes() must return PluginRoute items")
+                if not route.path.startswith("/") or "{" in route.path:
+                    # Access rules match raw paths before routing, so paths must be static.
+                    raise ConfigurationError(
+                        f"plugin instance {plugin.name!r}: route path {route.path!r} must be a static path"
+                    )
+                if route.path in seen:
+                    raise ConfigurationError(
+                        f"route {route.path!r} is contributed by both {seen[route.path]!r} and {plugin.name!r}"
+                    )
+                seen[route.path] = plugin.name
+                contributed.append((plugin.name, route))
+        return contributed
+
+    def unused_implementations(self) -> list[tuple[str, str]]:
+        """(instance, stage) pairs where an instance implements a stage the pipeline leaves out."""
+        unused: list[tuple[str, str]] = []
+        for instance in self.instances:
+            for hook in implementations(self.manager, instance):
+                if hook in self.stages and all(call.name != instance.name for call in self.stages[hook]):
+                    unused.append((instance.name, hook))
+        return unused
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def startup(self, resources: Resources | None = None) -> None:
+        """Start every instance in order. Any failure stops and shuts down those already started."""
+        self.resources = resources or Resources.from_storage(self.config.storage)
+        context = PluginContext(resources=self.resources, emit=self.emit)
+        started: list[HookCall] = []
+        for call in self._startup:
+            try:
+                # Start-up may connect to databases: give it more room than a request.
+                await asyncio.wait_for(call.function(context) if call.is_async else _sync(call.function, context), max(call.timeout, 30.0))
+            except Exception as error:  # noqa: BLE001 - refuse to start, naming the instance
+                await self._shutdown_instances(name for name in (c.name for c in started))
+                raise ConfigurationError(
+                    f"plugin instance {call.name!r} failed to start: {type(error).__name__}: {error}"
+                ) from error
+            started.append(call)
+        self._started = True
+
+    async def shutdown(self) -> None:
+        """Shut every instance down in reverse order, then close shared connections."""
+        await self._shutdown_instances(instance.name for instance in self.instances)
+        self._started = False
+        if self.resources is not None:
+            await self.resources.aclose()
+
+    async def _shutdown_instances(self, names: Iterable[str]) -> None:
+        wanted = set(names)
+        for call in reversed(self._shutdown):
+            if call.name not in wanted:
+                continue
+            try:
+                await asyncio.wait_for(call.function() if call.is_async else _sync(call.function), 30.0)
+            except Exception as error:  # noqa: BLE001 - one failing shutdown must not stop the others
+                logger.warning("plugin instance %r failed to shut down: %s", call.name, type(error).__name__)
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    # -- the request path ---------------------------------------------------
+
+    async def authenticate(self, request: RequestContext, *, reserve: bool = True) -> AuthResult:
+        """Run the pipeline for one request. Never raises for anything a client or plugin does.
+
+        With `reserve=False` the `reserve_budget` stage is skipped (for callers
+        that cannot settle reservations, such as the `AuthenticationBackend` adapter).
+        """
+        trace = Trace()
+        if self.policy.public.matches(request.path):
+            trace.add("route", None, "public", None, 0)
+            return AuthResult(None, trace)
+        reservations: list[Reservation] = []
+        try:
+            identity = await self._identify(request, trace)
+            start = perf_counter_ns()
+            self.policy.check(request.method, request.path, identity)
+            trace.add("route", None, "pass", None, perf_counter_ns() - start)
+            denial: AuthcoreError | None = None
+            for call in self._checks:
+                try:
+                    await self._invoke(call, "post_checks", trace, request, identity)
+                except AuthcoreError as error:
+                    if denial is None:
+                        denial = error
+            if denial is not None:
+                raise denial
+            for call in self._reserve if reserve else ():
+                held = await self._invoke(call, "reserve_budget", trace, request, identity)
+                if held is not None:
+                    if not isinstance(held, Reservation):
+                        raise self._violation(call, "reserve_budget", trace, held)
+                    held.plugin = call.name
+                    reservations.append(held)
+            result = AuthResult(identity, trace, None, reservations)
+        except AuthcoreError as error:
+            if reservations:
+                await self._release_all(reservations, trace)
+            result = AuthResult(None, trace, error)
+        except _PASS_THROUGH:
+            if reservations:
+                await asyncio.shield(self._release_all(reservations, trace))
+            raise
+        if self._log_decisions:
+            self._log(result)
+        if self._observers:
+            await self.emit(
+                AuthEvent(
+                    "decision",
+                    status=result.status_code,
+                    reason_id=result.error.reason_id if result.error else None,
+                    identity=result.identity.summary() if result.identity else None,
+                    trace=trace,
+                )
+            )
+        return result
+
+    async def _identify(self, request: RequestContext, trace: Trace) -> Identity:
+        credentials: Credentials | None = None
+        for call in self._extract:
+            found = await self._invoke(call, "extract_credentials", trace, request)
+            if found is None:
+                continue
+            if not isinstance(found, Credentials):
+                raise self._violation(call, "extract_credentials", trace, found)
+            if credentials is None:
+                credentials = found
+            elif found.value != credentials.value:
+                raise MalformedCredentials(
+                    "More than one credential was provided; send exactly one.", reason_id="ambiguous_credentials"
+                )
+        for call in self._custom:
+            decided = await self._invoke(call, "custom_auth", trace, request, credentials)
+            if decided is None:
+                continue
+            if isinstance(decided, Identity):
+                return self._attributed(decided, call)
+            if isinstance(decided, Credentials):
+                credentials = decided
+                break
+            raise self._violation(call, "custom_auth", trace, decided)
+        if credentials is None:
+            raise MissingCredentials(reason_id="no_credentials")
+        for call in self._resolve:
+            identity = await self._invoke(call, "resolve_identity", trace, request, credentials)
+            if identity is None:
+                continue
+            if not isinstance(identity, Identity):
+                raise self._violation(call, "resolve_identity", trace, identity)
+            return self._attributed(identity, call)
+        raise InvalidCredentials(reason_id="unrecognised_credentials")
+
+    @staticmethod
+    def _attributed(identity: Identity, call: HookCall) -> Identity:
+        if identity.plugin == call.name:
+            return identity
+        from dataclasses import replace
+
+        return replace(identity, plugin=call.name)
+
+    async def _invoke(self, call: HookCall, stage: str, trace: Trace, *args: Any) -> Any:
+        start = perf_counter_ns()
+        try:
+            result = await call(*args)
+        except AuthcoreError as error:
+            trace.add(stage, call.name, "deny", error.reason_id, perf_counter_ns() - start)
+            raise
+        except TimeoutError:
+            trace.add(stage, call.name, "timeout", "plugin_timeout", perf_counter_ns() - start)
+            logger.warning("plugin instance %r timed out in %s after %.3fs", call.name, stage, call.timeout)
+            raise PluginFailure(reason_id="plugin_timeout") from None
+        except _PASS_THROUGH:
+            raise
+        except BaseException as error:  # noqa: BLE001 - fail closed on anything a plugin throws
+            trace.add(stage, call.name, "error", "plugin_error", perf_counter_ns() - start)
+            # The type only: exception messages can carry the credential.
+            logger.warning("plugin instance %r raised %s in %s", call.name, type(error).__name__, stage)
+            raise PluginFailure(reason_id="plugin_error") from None
+        trace.add(stage, call.name, "abstain" if result is None else _OUTCOME[stage], None, perf_counter_ns() - start)
+        return result
+
+    @staticmethod
+    def _violation(call: HookCall, stage: str, trace: Trace, value: object) -> PluginFailure:
+        trace.add(stage, call.name, "error", "contract_violation", 0)
+        logger.warning("plugin instance %r returned %s from %s", call.name, type(value).__name__, stage)
+        return PluginFailure(reason_id="contract_violation")
+
+    async def _release_all(self, reservations: Sequence[Reservation], trace: Trace | None) -> None:
+        for held in reversed(reservations):
+            start = perf_counter_ns()
+            try:
+                await held.release()
+                outcome, reason = "released", None
+            except Exception as error:  # noqa: BLE001 - a failed release must not hide the deny
+                outcome, reason = "error", "release_failed"
+                logger.warning("plugin instance %r failed to release a reservation: %s", held.plugin, type(error).__name__)
+            if trace is not None:
+                trace.add("settle", held.plugin, outcome, reason, perf_counter_ns() - start)
+
+    async def settle(self, result: AuthResult, *, completed: bool) -> None:
+        """Commit `result.usage` to every reservation if the response completed, else release them. Once."""
+        if result.settled or not result.reservations:
+            result.settled = True
+            return
+        result.settled = True
+        usage: Usage | None = result.usage
+        if completed:
+            for held in result.reservations:
+                start = perf_counter_ns()
+                try:
+                    await held.commit(usage)
+                    outcome, reason = "committed", None
+                except Exception as error:  # noqa: BLE001 - the response is already sent
+                    outcome, reason = "error", "commit_failed"
+                    logger.warning("plugin instance %r failed to commit: %s", held.plugin, type(error).__name__)
+                result.trace.add("settle", held.plugin, outcome, reason, perf_counter_ns() - start)
+        else:
+            await self._release_all(result.reservations, result.trace)
+        if self._observers:
+            await self.emit(
+                AuthEvent(
+                    "settlement",
+                    status=200 if completed else None,
+                    identity=result.identity.summary() if result.identity else None,
+                    trace=result.trace,
+                    data={"completed": completed, "usage": usage},
+                )
+            )
+
+    async def emit(self, event: AuthEvent) -> None:
+        """Deliver an event to every observer. Observer failures are logged and dropped."""
+        for call in self._observers:
+            try:
+                await call(event)
+            except _PASS_THROUGH:
+                raise
+            except BaseException as error:  # noqa: BLE001 - observers never change a decision
+                logger.warning("observer %r failed on %s: %s", call.name, event.kind, type(error).__name__)
+
+    def _log(self, result: AuthResult) -> None:
+        logger.info(
+            "decision status=%s request_id=%s\n%s", result.status_code, result.trace.request_id, result.trace.format()
+        )
+
+
+async def _sync(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)

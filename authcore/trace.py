@@ -1,0 +1,55 @@
+"""The decision trace: what each plugin did for one request."""
+
+from __future__ import annotations
+
+import uuid
+from typing import NamedTuple
+
+
+class TraceStep(NamedTuple):
+    stage: str
+    plugin: str | None
+    outcome: str
+    """`abstain`, `credentials`, `identity`, `pass`, `reserved`, `deny`, `error`, `timeout`, ..."""
+    reason_id: str | None
+    duration_us: float
+
+
+class Trace:
+    """Steps recorded by the runner. Holds names and reason ids only, never a secret."""
+
+    __slots__ = ("_raw", "_request_id")
+
+    def __init__(self) -> None:
+        # Plain tuples on the hot path; TraceStep objects only when someone reads them.
+        self._raw: list[tuple[str, str | None, str, str | None, int]] = []
+        self._request_id: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        if self._request_id is None:
+            self._request_id = uuid.uuid4().hex
+        return self._request_id
+
+    def add(self, stage: str, plugin: str | None, outcome: str, reason_id: str | None, duration_ns: int) -> None:
+        self._raw.append((stage, plugin, outcome, reason_id, duration_ns))
+
+    @property
+    def steps(self) -> list[TraceStep]:
+        return [TraceStep(s, p, o, r, d / 1000) for s, p, o, r, d in self._raw]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"request_id": self.request_id, "steps": [step._asdict() for step in self.steps]}
+
+    def format(self) -> str:
+        """A human-readable table, one step per line."""
+        lines = [f"{'stage':<20} {'plugin':<20} {'outcome':<12} {'reason':<24} {'µs':>9}"]
+        for step in self.steps:
+            lines.append(
+                f"{step.stage:<20} {step.plugin or '-':<20} {step.outcome:<12} "
+                f"{step.reason_id or '-':<24} {step.duration_us:>9.1f}"
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Trace({[(s.stage, s.plugin, s.outcome, s.reason_id) for s in self.steps]})"
