@@ -28,7 +28,9 @@ class PluginInstance(_Strict):
     """One configured use of a plugin type."""
 
     use: str = Field(description="The plugin type: its entry-point name in the `authcore.plugins` group.")
-    timeout_s: float = Field(1.0, gt=0, le=60, description="Deadline for each hook call; a timeout denies with 503.")
+    timeout_s: float = Field(
+        default=1.0, gt=0, le=60, description="Deadline for each hook call; a timeout denies with 503."
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="The plugin's own settings.")
 
 
@@ -66,36 +68,40 @@ class Storage(_Strict):
     """Shared stores. Without `redis_url`, state stays in this process (the embedded default)."""
 
     database_url: SecretStr = Field(
-        SecretStr("sqlite+aiosqlite:///authcore.db"),
+        default=SecretStr("sqlite+aiosqlite:///authcore.db"),
         description="SQLAlchemy async URL; `postgresql+asyncpg://...` for production.",
     )
-    redis_url: SecretStr | None = Field(None, description="Redis URL shared by all replicas, e.g. redis://127.0.0.1:6379/0.")
-    redis_prefix: str = Field("authcore:", description="Prefix of every Redis key authcore writes.")
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis URL shared by all replicas, e.g. redis://127.0.0.1:6379/0."
+    )
+    redis_prefix: str = Field(default="authcore:", description="Prefix of every Redis key authcore writes.")
 
 
 class Gateway(_Strict):
     """The demo gateway served by `authcore serve`."""
 
     upstream_url: str | None = Field(
-        None, description="OpenAI-compatible upstream to proxy to; unset uses the built-in mock."
+        default=None, description="OpenAI-compatible upstream to proxy to; unset uses the built-in mock."
     )
-    upstream_api_key: SecretStr | None = Field(None, description="Key sent to the upstream instead of the client's.")
-    upstream_timeout_s: float = Field(60.0, gt=0)
+    upstream_api_key: SecretStr | None = Field(
+        default=None, description="Key sent to the upstream instead of the client's."
+    )
+    upstream_timeout_s: float = Field(default=60.0, gt=0)
     mock_models: list[str] = Field(default_factory=lambda: ["gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet"])
 
 
 class AuthcoreConfig(_Strict):
     """The whole configuration file. Plugin `config` blocks are kept unresolved; see `authcore.loader`."""
 
-    source: str = Field("<config>", exclude=True, description="Where this configuration was read from.")
+    source: str = Field(default="<config>", exclude=True, description="Where this configuration was read from.")
 
     plugins: dict[str, PluginInstance] = Field(default_factory=dict)
     pipeline: Pipeline = Field(default_factory=Pipeline)
     routes: Routes = Field(default_factory=Routes)
     storage: Storage = Field(default_factory=Storage)
     gateway: Gateway = Field(default_factory=Gateway)
-    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body plugins may read.")
-    log_decisions: bool = Field(False, description="Log every decision trace at INFO (never contains secrets).")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest request body plugins may read.")
+    log_decisions: bool = Field(default=False, description="Log every decision trace at INFO (never contains secrets).")
 
     @field_validator("plugins")
     @classmethod
@@ -121,9 +127,7 @@ def format_location(loc: tuple[int | str, ...]) -> str:
 
 def validation_problem(source: str, prefix: tuple[str, ...], error: ValidationError) -> ConfigurationError:
     """A `ConfigurationError` naming the file, each key path and its problem (never the bad value)."""
-    lines = [
-        f"{source}: {format_location(prefix + tuple(item['loc']))}: {item['msg']}" for item in error.errors()
-    ]
+    lines = [f"{source}: {format_location(prefix + tuple(item['loc']))}: {item['msg']}" for item in error.errors()]
     return ConfigurationError("\n".join(lines))
 
 
@@ -142,8 +146,7 @@ def resolve_references(value: Any, source: str, path: tuple[str, ...] = (), *, t
         return value
     if isinstance(value, Mapping):
         return {
-            key: resolve_references(item, source, (*path, str(key)), top_level=top_level)
-            for key, item in value.items()
+            key: resolve_references(item, source, (*path, str(key)), top_level=top_level) for key, item in value.items()
         }
     if isinstance(value, list):
         return [

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-async def await_with_timeout(coro: Coroutine[Any, Any, T], timeout: float) -> T:
+async def await_with_timeout(coro: Coroutine[Any, Any, T], timeout: float) -> T:  # noqa: ASYNC109 - the deadline is the point
     """Run `coro` to completion; raise `TimeoutError` once `timeout` seconds pass while it waits."""
     try:
         first = coro.send(None)
@@ -24,8 +24,12 @@ async def await_with_timeout(coro: Coroutine[Any, Any, T], timeout: float) -> T:
     except BaseException:
         coro.close()
         raise
-    async with asyncio.timeout(timeout):
-        return await _Resumed(coro, first)
+    async with asyncio.timeout(timeout) as deadline:
+        result: T = await _Resumed(coro, first)
+    if deadline.expired():
+        # The coroutine swallowed the cancellation and answered late: a late answer never counts.
+        raise TimeoutError
+    return result
 
 
 class _Resumed:
@@ -51,7 +55,7 @@ class _Resumed:
             except GeneratorExit:
                 coro.close()
                 raise
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - forwarded into the coroutine, as `await` would
                 try:
                     pending = coro.throw(exc)
                 except StopIteration as done:

@@ -121,6 +121,7 @@ def routes() -> Sequence[PluginRoute]:
     Called once per instance when the app is built. Must be a plain function.
     Each route carries its access rule; the paths of two routes may not clash.
     """
+    return ()
 
 
 @hookspec

@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import pluggy
 from pydantic import BaseModel, ValidationError
@@ -22,6 +23,8 @@ from authcore.errors import ConfigurationError
 from authcore.plugin import API_VERSION, Plugin
 
 ENTRY_POINT_GROUP = "authcore.plugins"
+
+_REQUEST_PATH_HOOKS = frozenset((*hookspecs.DECISION_HOOKS, "on_event"))
 
 PluginType = type[Plugin[BaseModel]]
 TypeResolver = Callable[[str], PluginType]
@@ -78,7 +81,7 @@ def entry_point_resolver() -> TypeResolver:
             )
         try:
             loaded = EntryPoint(row.name, row.value, ENTRY_POINT_GROUP).load()
-        except Exception as error:  # noqa: BLE001 - any import failure refuses start-up
+        except Exception as error:
             raise ConfigurationError(
                 f"plugin type {type_name!r} ({row.distribution}) failed to import: {type(error).__name__}: {error}"
             ) from error
@@ -87,7 +90,7 @@ def entry_point_resolver() -> TypeResolver:
     return resolve
 
 
-def mapping_resolver(types: Mapping[str, type[Plugin[BaseModel]]]) -> TypeResolver:
+def mapping_resolver(types: Mapping[str, type[Plugin[Any]]]) -> TypeResolver:
     """Resolve type names from a given mapping (tests, embedding). No entry points are read."""
 
     def resolve(type_name: str) -> PluginType:
@@ -104,7 +107,8 @@ def check_plugin_type(type_name: str, loaded: object) -> PluginType:
         raise ConfigurationError(f"plugin type {type_name!r}: entry point must name a subclass of authcore.Plugin")
     if loaded.api_version != API_VERSION:
         raise ConfigurationError(
-            f"plugin type {type_name!r}: written for hook API {loaded.api_version}, this authcore provides {API_VERSION}"
+            f"plugin type {type_name!r}: written for hook API {loaded.api_version}, "
+            f"this authcore provides {API_VERSION}"
         )
     config_model = loaded.Config
     if not (inspect.isclass(config_model) and issubclass(config_model, BaseModel)):
@@ -134,7 +138,7 @@ def build_instances(config: AuthcoreConfig, resolve: TypeResolver) -> list[Plugi
             instance = plugin_type(name, plugin_config)
         except ConfigurationError as error:
             raise ConfigurationError(f"{config.source}: plugins.{name}: {error}") from None
-        except Exception as error:  # noqa: BLE001 - a plugin that cannot start refuses start-up
+        except Exception as error:
             raise ConfigurationError(
                 f"{config.source}: plugins.{name}: {spec.use} failed to initialise: {type(error).__name__}"
             ) from error
@@ -156,14 +160,26 @@ def register(instances: Iterable[Plugin[BaseModel]]) -> pluggy.PluginManager:
     except pluggy.PluginValidationError as error:
         raise ConfigurationError(f"unknown hook: {error}") from None
     for instance in instances:
-        for impl in implementations(manager, instance).values():
+        for hook, impl in implementations(manager, instance).items():
             if impl.wrapper or impl.hookwrapper:
                 raise ConfigurationError(
-                    f"plugin instance {instance.name!r}: wrapper hooks are not allowed ({impl.function.__name__}); "
+                    f"plugin instance {instance.name!r}: wrapper hooks are not allowed ({hook}); "
                     "a wrapper could turn a deny into an allow"
                 )
-            if impl.function.__name__ == "routes" and inspect.iscoroutinefunction(impl.function):
-                raise ConfigurationError(f"plugin instance {instance.name!r}: routes() must be a plain function")
+            is_async = inspect.iscoroutinefunction(impl.function)
+            if hook == "routes":
+                if is_async:
+                    raise ConfigurationError(f"plugin instance {instance.name!r}: routes() must be a plain function")
+            elif (
+                hook in _REQUEST_PATH_HOOKS
+                and not is_async
+                and not (type(instance).cpu_only or type(instance).blocking)
+            ):
+                # A sync hook that does I/O would stall every request on the event loop.
+                raise ConfigurationError(
+                    f"plugin instance {instance.name!r}: {hook} is a plain function; make it async, or declare "
+                    "the class cpu_only = True (pure computation) or blocking = True (runs in a thread)"
+                )
     return manager
 
 

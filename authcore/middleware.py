@@ -96,10 +96,7 @@ class AuthcoreMiddleware:
             await self.app(scope, receive, watch)
             app_returned = True
         finally:
-            if scope["type"] == "websocket":
-                completed = app_returned
-            else:
-                completed = finished and 0 < status < 400
+            completed = app_returned if scope["type"] == "websocket" else finished and 0 < status < 400
             # Shielded: a cancelled request must still settle what it reserved.
             await asyncio.shield(runner.settle(result, completed=completed))
 

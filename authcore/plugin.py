@@ -42,6 +42,8 @@ class Plugin(Generic[ConfigT]):
 
     api_version: ClassVar[int] = API_VERSION
     Config: ClassVar[type[BaseModel]] = EmptyConfig
+    cpu_only: ClassVar[bool] = False
+    """Declares that sync hook methods only compute (no I/O): they are called inline, without a timeout."""
     blocking: ClassVar[bool] = False
     """Set to True when sync hook methods do I/O: they then run in a worker thread under the timeout."""
 

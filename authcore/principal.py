@@ -10,10 +10,15 @@ from authcore.models import Identity
 class AuthcoreUser(BaseUser):
     """`request.user` for an authenticated request; `.identity` is the full principal."""
 
-    __slots__ = ("identity",)
+    __slots__ = ("_identity",)
 
     def __init__(self, identity: Identity) -> None:
-        self.identity = identity
+        self._identity = identity
+
+    @property
+    def identity(self) -> Identity:  # type: ignore[override]
+        """The full principal. Starlette types this as a plain id; `identity_id` gives that."""
+        return self._identity
 
     @property
     def is_authenticated(self) -> bool:

@@ -29,7 +29,7 @@ class RequestContext:
     use to pass values to later stages; it never reaches the client.
     """
 
-    __slots__ = ("scope", "state", "_receive", "_headers", "_query", "_body", "_json", "_max_body")
+    __slots__ = ("_body", "_headers", "_json", "_max_body", "_query", "_receive", "scope", "state")
 
     def __init__(
         self,
@@ -58,7 +58,7 @@ class RequestContext:
 
     @property
     def is_websocket(self) -> bool:
-        return self.scope["type"] == "websocket"
+        return bool(self.scope["type"] == "websocket")
 
     @property
     def headers(self) -> Headers:
@@ -134,7 +134,8 @@ class RequestContext:
 
     def replay_receive(self) -> Receive:
         """A `receive` for the app: the body already read, then the live channel."""
-        if self._body is None:
+        if self._body is None or self.is_websocket:
+            # A websocket has no body to replay; its first message must stay `websocket.connect`.
             return self._receive
         pending: list[Message] = [{"type": "http.request", "body": self._body, "more_body": False}]
         receive = self._receive

@@ -66,7 +66,7 @@ class Resources:
             self._redis = Redis.from_url(self._redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return self._redis
 
-    async def check(self, timeout: float = 2.0) -> dict[str, str]:
+    async def check(self, timeout: float = 2.0) -> dict[str, str]:  # noqa: ASYNC109 - a health deadline
         """Ping each configured store: `{"database": "ok", "redis": "error: ..."}`."""
         status: dict[str, str] = {}
         try:

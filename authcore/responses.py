@@ -31,7 +31,8 @@ async def send_error(send: Send, error: AuthcoreError, request_id: str | None = 
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    headers.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in error.response_headers().items())
+    extra = error.response_headers().items()
+    headers.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in extra)
     if request_id:
         headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})

@@ -39,7 +39,7 @@ class RoutePatterns:
 class RoutePolicy:
     """Public routes skip the pipeline; admin routes need `proxy_admin` (viewers may read)."""
 
-    __slots__ = ("public", "admin")
+    __slots__ = ("admin", "public")
 
     def __init__(self, public: Iterable[str], admin: Iterable[str]) -> None:
         self.public = RoutePatterns(public)

@@ -58,9 +58,16 @@ _PASS_THROUGH = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, Generato
 class HookCall:
     """One instance's implementation of one hook, ready to call with the hook's full arguments."""
 
-    __slots__ = ("plugin", "name", "function", "is_async", "blocking", "timeout", "_picks")
+    __slots__ = ("_picks", "blocking", "function", "is_async", "name", "plugin", "timeout")
 
-    def __init__(self, plugin: Plugin[BaseModel], hook: str, function: Callable[..., Any], argnames: Sequence[str], timeout: float) -> None:
+    def __init__(
+        self,
+        plugin: Plugin[BaseModel],
+        hook: str,
+        function: Callable[..., Any],
+        argnames: Sequence[str],
+        timeout: float,
+    ) -> None:
         self.plugin = plugin
         self.name = plugin.name
         self.function = function
@@ -72,6 +79,11 @@ class HookCall:
         self._picks: tuple[int, ...] | None = (
             None if tuple(argnames) == spec else tuple(spec.index(name) for name in argnames)
         )
+
+    def pick(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The subset of the hook's full arguments this implementation declares."""
+        picks = self._picks
+        return args if picks is None else tuple(args[index] for index in picks)
 
     async def __call__(self, *args: Any) -> Any:
         """Call with the hook's full arguments; raise `TimeoutError` past the deadline."""
@@ -115,8 +127,8 @@ class Runner:
         self._startup = list(calls.get("startup", {}).values())
         self._shutdown = list(calls.get("shutdown", {}).values())
         self._observers = list(calls.get("on_event", {}).values())
-        self._route_impls = [
-            (impl.plugin, impl.function)
+        self._route_impls: list[tuple[Plugin[BaseModel], Callable[[], Any]]] = [
+            (instance, impl.function)
             for instance in self.instances
             if (impl := implementations(self.manager, instance).get("routes")) is not None
         ]
@@ -205,8 +217,11 @@ class Runner:
         for call in self._startup:
             try:
                 # Start-up may connect to databases: give it more room than a request.
-                await asyncio.wait_for(call.function(context) if call.is_async else _sync(call.function, context), max(call.timeout, 30.0))
-            except Exception as error:  # noqa: BLE001 - refuse to start, naming the instance
+                args = call.pick((context,))
+                await asyncio.wait_for(
+                    call.function(*args) if call.is_async else _sync(call.function, *args), max(call.timeout, 30.0)
+                )
+            except Exception as error:
                 await self._shutdown_instances(name for name in (c.name for c in started))
                 raise ConfigurationError(
                     f"plugin instance {call.name!r} failed to start: {type(error).__name__}: {error}"
@@ -256,7 +271,10 @@ class Runner:
             denial: AuthcoreError | None = None
             for call in self._checks:
                 try:
-                    await self._invoke(call, "post_checks", trace, request, identity)
+                    verdict = await self._invoke(call, "post_checks", trace, request, identity)
+                    if verdict is not None:
+                        # `False` or a "deny" string must not read as a pass.
+                        raise self._violation(call, "post_checks", trace, verdict)
                 except AuthcoreError as error:
                     if denial is None:
                         denial = error
@@ -267,8 +285,9 @@ class Runner:
                 if held is not None:
                     if not isinstance(held, Reservation):
                         raise self._violation(call, "reserve_budget", trace, held)
-                    held.plugin = call.name
                     reservations.append(held)
+                    # object.__setattr__: frozen dataclass reservations are legitimate.
+                    object.__setattr__(held, "plugin", call.name)
             result = AuthResult(identity, trace, None, reservations)
         except AuthcoreError as error:
             if reservations:
@@ -278,6 +297,12 @@ class Runner:
             if reservations:
                 await asyncio.shield(self._release_all(reservations, trace))
             raise
+        except Exception as error:  # noqa: BLE001 - a fault outside any plugin call still denies
+            trace.add("pipeline", None, "error", "internal_error", 0)
+            logger.error("authcore pipeline failed: %s", type(error).__name__)
+            if reservations:
+                await self._release_all(reservations, trace)
+            result = AuthResult(None, trace, PluginFailure(reason_id="internal_error"))
         if self._log_decisions:
             self._log(result)
         if self._observers:
@@ -353,7 +378,9 @@ class Runner:
             # The type only: exception messages can carry the credential.
             logger.warning("plugin instance %r raised %s in %s", call.name, type(error).__name__, stage)
             raise PluginFailure(reason_id="plugin_error") from None
-        trace.add(stage, call.name, "abstain" if result is None else _OUTCOME[stage], None, perf_counter_ns() - start)
+        # For post_checks `None` is the pass itself, not an abstention.
+        outcome = "abstain" if result is None and stage != "post_checks" else _OUTCOME[stage]
+        trace.add(stage, call.name, outcome, None, perf_counter_ns() - start)
         return result
 
     @staticmethod
@@ -370,7 +397,9 @@ class Runner:
                 outcome, reason = "released", None
             except Exception as error:  # noqa: BLE001 - a failed release must not hide the deny
                 outcome, reason = "error", "release_failed"
-                logger.warning("plugin instance %r failed to release a reservation: %s", held.plugin, type(error).__name__)
+                logger.warning(
+                    "plugin instance %r failed to release a reservation: %s", held.plugin, type(error).__name__
+                )
             if trace is not None:
                 trace.add("settle", held.plugin, outcome, reason, perf_counter_ns() - start)
 

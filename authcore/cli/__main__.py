@@ -1,0 +1,5 @@
+"""`python -m authcore.cli`."""
+
+from authcore.cli import main
+
+raise SystemExit(main())
