@@ -379,5 +379,6 @@ class PluginConformance:
         try:
             build_runner(self._specs(), **self.runner_options())
         except ConfigurationError as error:
-            assert "is a plain function" not in str(error), str(error)
+            if "is a plain function" in str(error):
+                raise AssertionError(str(error)) from None
             raise

@@ -1,15 +1,13 @@
 """authcore plugin: LiteLLM-style virtual API keys.
 
-Skeleton: installable and discoverable through the `virtual_keys` entry point; it
-implements no hook yet, so an instance of it abstains from every stage.
+Keys are `sk-` + 256 random bits, stored only as HMAC-SHA-256 hashes, cached
+in process for a bounded time, and managed through `/key/*`, `/team/*` and
+`/user/*` admin routes. See `VirtualKeysPlugin` and `VirtualKeysConfig`.
 """
 
 from __future__ import annotations
 
-from authcore import EmptyConfig, Plugin
+from authcore_virtual_keys.config import VirtualKeysConfig
+from authcore_virtual_keys.plugin import VirtualKeysPlugin
 
-__all__ = ["VirtualKeysPlugin"]
-
-
-class VirtualKeysPlugin(Plugin[EmptyConfig]):
-    """LiteLLM-style virtual API keys (not implemented yet)."""
+__all__ = ["VirtualKeysConfig", "VirtualKeysPlugin"]
