@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from authcore.errors import ConfigurationError
+from authcore.route_policy import check_patterns
 
 _ENV_PREFIX = "os.environ/"
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -56,11 +57,7 @@ class Routes(_Strict):
     @field_validator("public", "admin")
     @classmethod
     def _patterns_are_paths(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            if not pattern.startswith("/"):
-                raise ValueError(f"route pattern {pattern!r} must start with '/'")
-            if "*" in pattern[:-1] or (pattern.endswith("*") and not pattern.endswith("/*")):
-                raise ValueError(f"route pattern {pattern!r}: '*' is only allowed as a final '/*'")
+        check_patterns(patterns)
         return patterns
 
 

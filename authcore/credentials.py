@@ -45,7 +45,7 @@ from authcore.errors import MalformedCredentials
 from authcore.models import Credentials
 from authcore.plugin import Plugin, hookimpl
 from authcore.request import RequestContext
-from authcore.route_policy import RoutePatterns
+from authcore.route_policy import RoutePatterns, check_patterns
 
 # RFC 6750 b64token. On bytes, so non-ASCII, control characters, spaces, tabs,
 # quotes and commas all fail without a decode step.
@@ -63,15 +63,6 @@ QUERY_CREDENTIAL_NAMES = frozenset({"key", "api_key", "access_token"})
 GEMINI_METHODS = (":generateContent", ":streamGenerateContent")
 
 _RESERVED_HEADERS = frozenset(name.decode() for name in (AUTHORIZATION, WEBSOCKET_PROTOCOL, *KEY_HEADERS))
-
-
-def _route_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
-    for pattern in patterns:
-        if not pattern.startswith("/"):
-            raise ValueError(f"route pattern {pattern!r} must start with '/'")
-        if "*" in pattern[:-1] or (pattern.endswith("*") and not pattern.endswith("/*")):
-            raise ValueError(f"route pattern {pattern!r}: '*' is only allowed as a final '/*'")
-    return patterns
 
 
 class HeaderCredentialsConfig(BaseModel):
@@ -125,7 +116,8 @@ class HeaderCredentialsConfig(BaseModel):
     @field_validator("basic_routes", "query_key_routes")
     @classmethod
     def _patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        return _route_patterns(patterns)
+        check_patterns(patterns)
+        return patterns
 
 
 def _malformed(message: str, reason_id: str) -> MalformedCredentials:

@@ -12,6 +12,15 @@ ADMIN_ROLE = "proxy_admin"
 ADMIN_VIEWER_ROLE = "proxy_admin_viewer"
 
 
+def check_patterns(patterns: Iterable[str]) -> None:
+    """Raise `ValueError` for a pattern that is not `/exact` or `/prefix/*` (for config validators)."""
+    for pattern in patterns:
+        if not pattern.startswith("/"):
+            raise ValueError(f"route pattern {pattern!r} must start with '/'")
+        if "*" in pattern[:-1] or (pattern.endswith("*") and not pattern.endswith("/*")):
+            raise ValueError(f"route pattern {pattern!r}: '*' is only allowed as a final '/*'")
+
+
 class RoutePatterns:
     """Exact paths and `/prefix/*` patterns. `/a/*` matches `/a` and everything under `/a/`."""
 

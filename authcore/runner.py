@@ -87,9 +87,8 @@ class HookCall:
 
     async def __call__(self, *args: Any) -> Any:
         """Call with the hook's full arguments; raise `TimeoutError` past the deadline."""
-        picks = self._picks
-        if picks is not None:
-            args = tuple(args[index] for index in picks)
+        if self._picks is not None:
+            args = self.pick(args)
         if self.is_async:
             return await await_with_timeout(self.function(*args), self.timeout)
         if self.blocking:

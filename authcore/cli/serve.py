@@ -22,9 +22,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4000)
     parser.add_argument("--workers", type=_positive, default=1)
-    parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"]
-    )
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     parser.set_defaults(handler=run)
 
 
