@@ -1,0 +1,501 @@
+"""The admin API: /key/*, /team/*, /user/* with LiteLLM-compatible request and response shapes.
+
+The core's middleware already requires `proxy_admin` on these routes (viewers
+may GET); each endpoint checks again, so mounting them without the middleware
+opens nothing. Bad input is a 400/422 and changes nothing. Every change drops
+the affected keys from this process's cache before the response is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from authcore import AuthcoreError, PluginRoute
+from authcore.responses import error_response
+from authcore_virtual_keys.access import ALL_TEAM_MODELS, listed, unrestricted
+from authcore_virtual_keys.hashing import KEY_PREFIX, generate_key, is_token, key_id
+from authcore_virtual_keys.schemas import (
+    NO_EXPIRY,
+    DeleteKeys,
+    DeleteTeams,
+    GenerateKey,
+    KeyFields,
+    KeyRef,
+    NewTeam,
+    NewUser,
+    UpdateKey,
+    UpdateTeam,
+    UpdateUser,
+    parse_duration,
+)
+from authcore_virtual_keys.store import now_utc
+from authcore_virtual_keys.views import key_view, team_view, user_view
+
+if TYPE_CHECKING:
+    from authcore_virtual_keys.cache import SnapshotCache
+    from authcore_virtual_keys.hashing import KeyHasher
+    from authcore_virtual_keys.store import KeyStore
+
+logger = logging.getLogger("authcore.virtual_keys")
+
+ADMIN_ROLE = "proxy_admin"
+VIEWER_ROLE = "proxy_admin_viewer"
+READ_METHODS = frozenset({"GET", "HEAD"})
+NO_STORE = {"cache-control": "no-store"}
+
+Handler = Callable[[Request], Awaitable[Response]]
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+# Request fields stored in a column of another name.
+_KEY_COLUMNS = {"organization_id": "org_id"}
+# Columns that cannot be null: an explicit null must not silently mean "no restriction".
+_NOT_NULL = frozenset({"models", "metadata", "blocked", "deactivated"})
+
+
+class Backend(Protocol):
+    """What the endpoints need from the plugin instance."""
+
+    @property
+    def store(self) -> KeyStore: ...
+
+    @property
+    def hasher(self) -> KeyHasher: ...
+
+    @property
+    def cache(self) -> SnapshotCache: ...
+
+
+class ApiError(Exception):
+    """An admin request that cannot be served; the message is public."""
+
+    def __init__(self, status: int, message: str, *, code: str = "invalid_request", param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+
+    def response(self) -> JSONResponse:
+        error_type = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(
+            self.status, "invalid_request_error" if self.status < 500 else "api_error"
+        )
+        body = {"error": {"message": self.message, "type": error_type, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status)
+
+
+class ListKeysQuery(BaseModel):
+    """Query parameters of GET /key/list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team_id: str | None = None
+    user_id: str | None = None
+    key_alias: str | None = None
+    organization_id: str | None = None
+    page: int = Field(1, ge=1, le=100_000)
+    size: int = Field(10, ge=1, le=100)
+    return_full_object: bool = False
+
+
+def _caller_error(request: Request) -> ApiError | None:
+    result = request.scope.get("authcore")
+    identity = getattr(result, "identity", None) if getattr(result, "allowed", False) else None
+    if identity is None:
+        return ApiError(401, "Authentication required.", code="invalid_api_key")
+    if identity.role == ADMIN_ROLE or (identity.role == VIEWER_ROLE and request.method in READ_METHODS):
+        return None
+    return ApiError(403, "This route is for proxy admins only.", code="admin_only")
+
+
+def _validate(model: type[RequestT], data: Any) -> RequestT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        # loc and msg only: the input may be a key.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()
+        )
+        first = error.errors()[0]["loc"] if error.errors() else ()
+        raise ApiError(422, problems, code="invalid_request", param=str(first[0]) if first else None) from None
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return data
+
+
+def _query(request: Request) -> dict[str, str]:
+    query = request.query_params
+    for name in query:
+        if len(query.getlist(name)) > 1:
+            raise ApiError(400, f"The query parameter {name!r} was given more than once.", param=name)
+    return dict(query)
+
+
+def _no_nulls(fields: BaseModel, names: set[str]) -> None:
+    for name in names & _NOT_NULL:
+        if getattr(fields, name) is None:
+            raise ApiError(422, f"{name} cannot be null.", param=name)
+
+
+def _expiry(duration: str | None) -> datetime | None:
+    if duration is None or duration == NO_EXPIRY:
+        return None
+    return now_utc() + parse_duration(duration)
+
+
+def _key_columns(fields: KeyFields, names: set[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in names:
+        if name in ("key", "duration"):
+            continue
+        values[_KEY_COLUMNS.get(name, name)] = getattr(fields, name)
+    if "duration" in names and fields.duration is not None:
+        values["expires_at"] = _expiry(fields.duration)
+    return values
+
+
+class AdminApi:
+    """The admin endpoints of one plugin instance."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def routes(self) -> list[PluginRoute]:
+        post, get = ("POST",), ("GET",)
+        table: list[tuple[str, Handler, tuple[str, ...]]] = [
+            ("/key/generate", self.key_generate, post),
+            ("/key/info", self.key_info, ("GET", "POST")),
+            ("/key/update", self.key_update, post),
+            ("/key/delete", self.key_delete, post),
+            ("/key/block", self.key_block, post),
+            ("/key/unblock", self.key_unblock, post),
+            ("/key/list", self.key_list, get),
+            ("/team/new", self.team_new, post),
+            ("/team/info", self.team_info, get),
+            ("/team/update", self.team_update, post),
+            ("/team/delete", self.team_delete, post),
+            ("/user/new", self.user_new, post),
+            ("/user/info", self.user_info, get),
+            ("/user/update", self.user_update, post),
+        ]
+        return [PluginRoute(path, _guarded(handler), methods, access="admin") for path, handler, methods in table]
+
+    # -- helpers ------------------------------------------------------------
+
+    def _token(self, value: SecretStr) -> str:
+        """The stored hash a reference names: a raw `sk-` key is hashed; a 64-hex token is taken as is."""
+        raw = value.get_secret_value().strip()
+        if raw.startswith(KEY_PREFIX):
+            return self._backend.hasher.token(raw)
+        if is_token(raw.lower()):
+            return raw.lower()
+        raise ApiError(400, "key must be a key (sk-...) or its token.", param="key")
+
+    async def _check_team(self, team_id: str | None, models: list[str] | None) -> None:
+        """The team must exist, and a key's models must stay within the team's."""
+        if team_id is None:
+            return
+        team = await self._backend.store.get_team(team_id)
+        if team is None:
+            raise ApiError(400, f"Team {team_id!r} does not exist.", code="team_not_found", param="team_id")
+        team_models = tuple(team.get("models") or ())
+        if unrestricted(team_models):
+            return
+        for model in models or ():
+            if model != ALL_TEAM_MODELS and not listed(model, team_models):
+                message = f"Model {model!r} is not one of the team's models; a key cannot exceed its team."
+                raise ApiError(400, message, param="models")
+
+    async def _key_row(self, token: str) -> dict[str, Any]:
+        row = await self._backend.store.get_key(token)
+        if row is None:
+            raise ApiError(404, "Key not found.", code="key_not_found", param="key")
+        return row
+
+    # -- keys ---------------------------------------------------------------
+
+    async def key_generate(self, request: Request) -> Response:
+        body = _validate(GenerateKey, await _body(request))
+        await self._check_team(body.team_id, body.models)
+        raw = body.key.get_secret_value() if body.key is not None else generate_key()
+        token = self._backend.hasher.token(raw)
+        values = {
+            **_key_columns(body, body.model_fields_set),
+            "token_hash": token,
+            "key_prefix": KEY_PREFIX,
+            "last4": raw[-4:],
+            "models": body.models or [],
+            "metadata": body.metadata or {},
+            "blocked": bool(body.blocked),
+            "expires_at": _expiry(body.duration),
+            "spend": 0.0,
+            "created_at": now_utc(),
+        }
+        try:
+            await self._backend.store.insert_key(values)
+        except IntegrityError:
+            raise ApiError(400, "A key with this value or key_alias already exists.", code="key_exists") from None
+        # A negative-cache entry (someone tried this key before) must not hide the new key.
+        self._backend.cache.invalidate(token)
+        logger.info("virtual key created key_id=%s alias=%s", key_id(token), body.key_alias)
+        row = await self._key_row(token)
+        return JSONResponse({**key_view(row), "key": raw}, headers=NO_STORE)
+
+    async def key_info(self, request: Request) -> Response:
+        if request.method == "POST":
+            ref = _validate(KeyRef, await _body(request)).key
+        else:
+            query = _query(request)
+            value = query.get("key") or query.get("token")
+            if not value or set(query) - {"key", "token"}:
+                raise ApiError(400, "Give exactly the 'key' (or 'token') query parameter.", param="key")
+            ref = SecretStr(value)
+        token = self._token(ref)
+        row = await self._key_row(token)
+        return JSONResponse({"key": token, "info": key_view(row)})
+
+    async def key_update(self, request: Request) -> Response:
+        body = _validate(UpdateKey, await _body(request))
+        token = self._token(body.key)
+        names = set(body.model_fields_set) - {"key"}
+        _no_nulls(body, names)
+        current = await self._key_row(token)
+        if "team_id" in names or "models" in names:
+            team_id = body.team_id if "team_id" in names else current.get("team_id")
+            models = body.models if "models" in names else current.get("models")
+            await self._check_team(team_id, models)
+        values = _key_columns(body, names)
+        if not values:
+            return JSONResponse(key_view(current))
+        try:
+            row = await self._backend.store.update_key(token, values)
+        except IntegrityError:
+            raise ApiError(400, "Another key already has this key_alias.", code="key_exists") from None
+        finally:
+            self._backend.cache.invalidate(token)
+        if row is None:
+            raise ApiError(404, "Key not found.", code="key_not_found", param="key")
+        logger.info("virtual key updated key_id=%s fields=%s", key_id(token), ",".join(sorted(values)))
+        return JSONResponse(key_view(row))
+
+    async def key_delete(self, request: Request) -> Response:
+        body = _validate(DeleteKeys, await _body(request))
+        if body.keys:
+            tokens = [self._token(value) for value in body.keys]
+        else:
+            aliases = body.key_aliases or []
+            found = await self._backend.store.tokens_for_aliases(aliases)
+            missing = [alias for alias in aliases if alias not in found]
+            if missing:
+                raise ApiError(404, f"No key has the alias {missing[0]!r}; nothing was deleted.", code="key_not_found")
+            tokens = [found[alias] for alias in aliases]
+        try:
+            deleted = await self._backend.store.delete_keys(tokens)
+        finally:
+            for token in tokens:
+                self._backend.cache.invalidate(token)
+        if not deleted:
+            message = "One or more keys do not exist; nothing was deleted."
+            raise ApiError(404, message, code="key_not_found", param="keys")
+        logger.info("virtual keys deleted key_ids=%s", ",".join(key_id(token) for token in tokens))
+        return JSONResponse({"deleted_keys": sorted(set(tokens))})
+
+    async def _set_blocked(self, request: Request, blocked: bool) -> Response:
+        token = self._token(_validate(KeyRef, await _body(request)).key)
+        try:
+            row = await self._backend.store.update_key(token, {"blocked": blocked})
+        finally:
+            self._backend.cache.invalidate(token)
+        if row is None:
+            raise ApiError(404, "Key not found.", code="key_not_found", param="key")
+        logger.info("virtual key %s key_id=%s", "blocked" if blocked else "unblocked", key_id(token))
+        return JSONResponse(key_view(row))
+
+    async def key_block(self, request: Request) -> Response:
+        return await self._set_blocked(request, True)
+
+    async def key_unblock(self, request: Request) -> Response:
+        return await self._set_blocked(request, False)
+
+    async def key_list(self, request: Request) -> Response:
+        query = _validate(ListKeysQuery, _query(request))
+        filters = {
+            column: value
+            for column, value in (
+                ("team_id", query.team_id),
+                ("user_id", query.user_id),
+                ("key_alias", query.key_alias),
+                ("org_id", query.organization_id),
+            )
+            if value is not None
+        }
+        rows, total = await self._backend.store.list_keys(filters, (query.page - 1) * query.size, query.size)
+        keys = [key_view(row) if query.return_full_object else row["token_hash"] for row in rows]
+        return JSONResponse(
+            {
+                "keys": keys,
+                "total_count": total,
+                "current_page": query.page,
+                "total_pages": (total + query.size - 1) // query.size,
+            }
+        )
+
+    # -- teams --------------------------------------------------------------
+
+    async def team_new(self, request: Request) -> Response:
+        body = _validate(NewTeam, await _body(request))
+        team_id = body.team_id or str(uuid.uuid4())
+        values = {
+            "team_id": team_id,
+            "team_alias": body.team_alias,
+            "models": body.models or [],
+            "blocked": bool(body.blocked),
+            "metadata": body.metadata or {},
+            "max_budget": body.max_budget,
+            "tpm_limit": body.tpm_limit,
+            "rpm_limit": body.rpm_limit,
+            "created_at": now_utc(),
+        }
+        try:
+            await self._backend.store.insert_team(values)
+        except IntegrityError:
+            raise ApiError(400, f"Team {team_id!r} already exists.", code="team_exists", param="team_id") from None
+        row = await self._backend.store.get_team(team_id)
+        assert row is not None
+        return JSONResponse(team_view(row))
+
+    async def team_info(self, request: Request) -> Response:
+        team_id = _single_param(_query(request), "team_id")
+        row = await self._backend.store.get_team(team_id)
+        if row is None:
+            raise ApiError(404, "Team not found.", code="team_not_found", param="team_id")
+        return JSONResponse({"team_id": team_id, "team_info": team_view(row)})
+
+    async def team_update(self, request: Request) -> Response:
+        body = _validate(UpdateTeam, await _body(request))
+        names = set(body.model_fields_set) - {"team_id"}
+        _no_nulls(body, names)
+        values = {name: getattr(body, name) for name in names}
+        if not values:
+            row = await self._backend.store.get_team(body.team_id)
+        else:
+            try:
+                row = await self._backend.store.update_team(body.team_id, values)
+            finally:
+                self._invalidate_team(body.team_id)
+        if row is None:
+            raise ApiError(404, "Team not found.", code="team_not_found", param="team_id")
+        logger.info("team updated team_id=%s fields=%s", body.team_id, ",".join(sorted(values)))
+        return JSONResponse(team_view(row))
+
+    async def team_delete(self, request: Request) -> Response:
+        body = _validate(DeleteTeams, await _body(request))
+        try:
+            deleted = await self._backend.store.delete_teams(body.team_ids)
+        finally:
+            for team_id in body.team_ids:
+                self._invalidate_team(team_id)
+        if not deleted:
+            raise ApiError(404, "One or more teams do not exist; nothing was deleted.", code="team_not_found")
+        logger.info("teams deleted with their keys team_ids=%s", ",".join(body.team_ids))
+        return JSONResponse({"deleted_teams": body.team_ids})
+
+    def _invalidate_team(self, team_id: str) -> None:
+        self._backend.cache.invalidate_where(lambda snapshot: snapshot.team_id == team_id)
+
+    # -- users --------------------------------------------------------------
+
+    async def user_new(self, request: Request) -> Response:
+        body = _validate(NewUser, await _body(request))
+        user_id = body.user_id or str(uuid.uuid4())
+        values = {
+            "user_id": user_id,
+            "user_role": body.user_role or "internal_user",
+            "user_email": body.user_email,
+            "deactivated": False,
+            "metadata": body.metadata or {},
+            "created_at": now_utc(),
+        }
+        try:
+            await self._backend.store.insert_user(values)
+        except IntegrityError:
+            raise ApiError(400, f"User {user_id!r} already exists.", code="user_exists", param="user_id") from None
+        # Keys made for this user id before the user existed now gain a role.
+        self._invalidate_user(user_id)
+        row = await self._backend.store.get_user(user_id)
+        assert row is not None
+        return JSONResponse(user_view(row))
+
+    async def user_info(self, request: Request) -> Response:
+        user_id = _single_param(_query(request), "user_id")
+        row = await self._backend.store.get_user(user_id)
+        if row is None:
+            raise ApiError(404, "User not found.", code="user_not_found", param="user_id")
+        return JSONResponse({"user_id": user_id, "user_info": user_view(row)})
+
+    async def user_update(self, request: Request) -> Response:
+        body = _validate(UpdateUser, await _body(request))
+        names = set(body.model_fields_set) - {"user_id"}
+        _no_nulls(body, names)
+        values = {name: getattr(body, name) for name in names}
+        if not values:
+            row = await self._backend.store.get_user(body.user_id)
+        else:
+            try:
+                row = await self._backend.store.update_user(body.user_id, values)
+            finally:
+                self._invalidate_user(body.user_id)
+        if row is None:
+            raise ApiError(404, "User not found.", code="user_not_found", param="user_id")
+        logger.info("user updated user_id=%s fields=%s", body.user_id, ",".join(sorted(values)))
+        return JSONResponse(user_view(row))
+
+    def _invalidate_user(self, user_id: str) -> None:
+        self._backend.cache.invalidate_where(lambda snapshot: snapshot.user_id == user_id)
+
+
+def _single_param(query: Mapping[str, str], name: str) -> str:
+    value = query.get(name)
+    if not value or set(query) - {name}:
+        raise ApiError(400, f"Give exactly the {name!r} query parameter.", param=name)
+    return value
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Check the caller, run the handler, turn every failure into an OpenAI-shape error."""
+
+    async def endpoint(request: Request) -> Response:
+        denied = _caller_error(request)
+        if denied is not None:
+            return denied.response()
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return error.response()
+        except AuthcoreError as error:
+            return error_response(error)
+        except Exception as error:  # noqa: BLE001 - a failed write answers 503, never a stack trace
+            logger.warning("admin request %s failed: %s", request.url.path, type(error).__name__)
+            return ApiError(503, "The key store is unavailable.", code="dependency_unavailable").response()
+
+    endpoint.__name__ = handler.__name__
+    return endpoint

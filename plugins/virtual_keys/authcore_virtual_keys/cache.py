@@ -1,0 +1,120 @@
+"""In-process cache of key snapshots: bounded freshness, one database read per key at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from authcore_virtual_keys.records import KeySnapshot
+
+Loader = Callable[[str], Awaitable[KeySnapshot | None]]
+
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+class SnapshotCache:
+    """Key hash -> immutable snapshot, read through `load`.
+
+    A snapshot is served for at most `ttl` seconds after it was read. Concurrent
+    misses for one hash share a single `load` (single flight); the read runs in
+    its own task, so a cancelled request does not cancel it for the others.
+    Unknown hashes are remembered for `negative_ttl` seconds, at most
+    `negative_size` of them. Invalidation also discards reads already in flight,
+    so a read that started before a change is never stored after it.
+    """
+
+    def __init__(
+        self,
+        load: Loader,
+        *,
+        ttl: float,
+        negative_ttl: float,
+        negative_size: int,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._negative_size = negative_size
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple[KeySnapshot, float]] = {}
+        self._negative: OrderedDict[str, float] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[KeySnapshot | None]] = {}
+        self._generation = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, token: str) -> KeySnapshot | None:
+        """The snapshot for `token`, `None` when no such key exists. Load errors propagate."""
+        now = self._clock()
+        entry = self._entries.get(token)
+        if entry is not None and now - entry[1] < self._ttl:
+            return entry[0]
+        unknown_until = self._negative.get(token)
+        if unknown_until is not None:
+            if now < unknown_until:
+                return None
+            del self._negative[token]
+        task = self._inflight.get(token)
+        if task is None:
+            task = asyncio.create_task(self._fill(token, self._generation))
+            task.add_done_callback(_retrieve)
+            self._inflight[token] = task
+        return await asyncio.shield(task)
+
+    async def _fill(self, token: str, generation: int) -> KeySnapshot | None:
+        try:
+            snapshot = await self._load(token)
+        finally:
+            if self._inflight.get(token) is asyncio.current_task():
+                del self._inflight[token]
+        if generation != self._generation:
+            # Something changed while this read ran: hand it to its waiters, keep nothing.
+            return snapshot
+        if snapshot is None:
+            self._remember_unknown(token)
+        else:
+            self._entries.pop(token, None)
+            self._entries[token] = (snapshot, self._clock())
+            while len(self._entries) > self._max_entries:
+                del self._entries[next(iter(self._entries))]
+        return snapshot
+
+    def _remember_unknown(self, token: str) -> None:
+        if self._negative_size <= 0 or self._negative_ttl <= 0:
+            return
+        self._negative.pop(token, None)
+        self._negative[token] = self._clock() + self._negative_ttl
+        while len(self._negative) > self._negative_size:
+            self._negative.popitem(last=False)
+
+    def invalidate(self, token: str) -> None:
+        """Forget one key (changed, deleted or just created)."""
+        self._generation += 1
+        self._entries.pop(token, None)
+        self._negative.pop(token, None)
+        self._inflight.pop(token, None)
+
+    def invalidate_where(self, predicate: Callable[[KeySnapshot], bool]) -> None:
+        """Forget every cached key matching `predicate` (a team's or a user's keys) and every read in flight."""
+        self._generation += 1
+        for token in [token for token, (snapshot, _) in self._entries.items() if predicate(snapshot)]:
+            del self._entries[token]
+        self._inflight.clear()
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+        self._negative.clear()
+        self._inflight.clear()
+
+
+def _retrieve(task: asyncio.Task[KeySnapshot | None]) -> None:
+    # Mark the outcome as seen even when every waiter went away, so asyncio logs nothing.
+    if not task.cancelled():
+        task.exception()

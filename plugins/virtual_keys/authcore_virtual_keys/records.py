@@ -1,0 +1,149 @@
+"""Immutable snapshots of a key and its team and user, as the auth path sees them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from authcore import Identity
+from authcore_virtual_keys.access import ALL_TEAM_MODELS, unrestricted
+from authcore_virtual_keys.hashing import key_id
+
+LIMIT_FIELDS = ("max_budget", "soft_budget", "budget_duration", "tpm_limit", "rpm_limit", "max_parallel_requests")
+"""Key columns handed to other plugins (budgets) through `Identity.limits`; not enforced here."""
+
+
+def freeze(value: Any) -> Any:
+    """A deep read-only copy of JSON data: dicts become mapping proxies, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(key): freeze(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Datetimes from SQLite come back naive; they were written as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        return ()
+    return tuple(item for item in value if isinstance(item, str))
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRecord:
+    team_id: str
+    team_alias: str | None
+    models: tuple[str, ...]
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    user_id: str
+    role: str | None
+    deactivated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeySnapshot:
+    """One key as read from the database, with what the checks need. Never holds the raw key."""
+
+    token: str
+    key_alias: str | None
+    models: tuple[str, ...]
+    allowed_routes: tuple[str, ...] | None
+    expires_at: datetime | None
+    blocked: bool
+    team_id: str | None
+    user_id: str | None
+    org_id: str | None
+    project_id: str | None
+    metadata: Mapping[str, Any]
+    limits: Mapping[str, Any]
+    team: TeamRecord | None
+    user: UserRecord | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def identity(self, plugin: str) -> Identity:
+        """The principal this key stands for."""
+        return Identity(
+            auth_method="api_key",
+            plugin=plugin,
+            user_id=self.user_id,
+            team_id=self.team_id,
+            org_id=self.org_id,
+            project_id=self.project_id,
+            role=self.user.role if self.user is not None else None,
+            key_id=key_id(self.token),
+            key_alias=self.key_alias,
+            models=self.identity_models(),
+            allowed_routes=self.allowed_routes,
+            limits=self.limits,
+            metadata=self.metadata,
+        )
+
+    def restricts_models(self) -> bool:
+        """Whether the key or its team limits models (else no body needs reading)."""
+        if ALL_TEAM_MODELS in self.models or not unrestricted(self.models):
+            return True
+        return self.team is not None and not unrestricted(self.team.models)
+
+    def identity_models(self) -> tuple[str, ...] | None:
+        """The narrower declared list: the key's, else the team's; `None` when neither restricts.
+
+        Informative for other plugins: this plugin's checks apply both lists.
+        """
+        if self.models and ALL_TEAM_MODELS not in self.models and not unrestricted(self.models):
+            return self.models
+        if self.team is not None and self.team.models and not unrestricted(self.team.models):
+            return self.team.models
+        if ALL_TEAM_MODELS in self.models and self.team is None:
+            return ()
+        return None
+
+
+def snapshot_from_row(row: Mapping[str, Any]) -> KeySnapshot:
+    """Build a snapshot from one joined row (key columns, `team_*` and `user_*` columns)."""
+    team = None
+    if row.get("team_team_id") is not None:
+        team = TeamRecord(
+            team_id=row["team_team_id"],
+            team_alias=row.get("team_team_alias"),
+            models=_names(row.get("team_models")),
+            blocked=bool(row.get("team_blocked")),
+        )
+    user = None
+    if row.get("user_user_id") is not None:
+        user = UserRecord(
+            user_id=row["user_user_id"],
+            role=row.get("user_user_role"),
+            deactivated=bool(row.get("user_deactivated")),
+        )
+    routes = row.get("allowed_routes")
+    return KeySnapshot(
+        token=row["token_hash"],
+        key_alias=row.get("key_alias"),
+        models=_names(row.get("models")),
+        allowed_routes=_names(routes) if isinstance(routes, list) else None,
+        expires_at=as_utc(row.get("expires_at")),
+        blocked=bool(row.get("blocked")),
+        team_id=row.get("team_id"),
+        user_id=row.get("user_id"),
+        org_id=row.get("org_id"),
+        project_id=row.get("project_id"),
+        metadata=freeze(row.get("metadata") or {}),
+        limits=MappingProxyType({name: row[name] for name in LIMIT_FIELDS if row.get(name) is not None}),
+        team=team,
+        user=user,
+    )

@@ -1,0 +1,146 @@
+"""Admin API request bodies (LiteLLM-compatible field names) and duration parsing."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+UserRole = Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"]
+
+NO_EXPIRY = "-1"
+_DURATION = re.compile(r"(\d{1,6})(s|m|h|d|w)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=3650)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`"30s"`, `"15m"`, `"1h"`, `"30d"`, `"2w"` as a timedelta."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("duration must be a number and a unit s, m, h, d or w (e.g. '30d'), or '-1' for no expiry")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("duration must be positive")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError("duration must be at most 10 years")
+    return timedelta(seconds=seconds)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _route_patterns(routes: list[str] | None) -> list[str] | None:
+    for route in routes or ():
+        if not route.startswith("/") or "*" in route[:-1] or (route.endswith("*") and not route.endswith("/*")):
+            raise ValueError("allowed_routes entries must be paths starting with '/', optionally ending in '/*'")
+    return routes
+
+
+class KeyFields(_Request):
+    """Settings shared by /key/generate and /key/update."""
+
+    key_alias: Name | None = None
+    duration: str | None = Field(None, description="Lifetime from now, e.g. '30d'; '-1' for no expiry.")
+    models: list[ModelName] | None = None
+    allowed_routes: list[Name] | None = None
+    team_id: Name | None = None
+    user_id: Name | None = None
+    organization_id: Name | None = None
+    project_id: Name | None = None
+    metadata: dict[str, Any] | None = None
+    max_budget: float | None = Field(None, ge=0)
+    soft_budget: float | None = Field(None, ge=0)
+    budget_duration: str | None = None
+    tpm_limit: int | None = Field(None, ge=0)
+    rpm_limit: int | None = Field(None, ge=0)
+    max_parallel_requests: int | None = Field(None, ge=0)
+    model_max_budget: dict[str, Any] | None = None
+    blocked: bool | None = None
+
+    @field_validator("duration", "budget_duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and value != NO_EXPIRY:
+            parse_duration(value)
+        return value
+
+    @field_validator("allowed_routes")
+    @classmethod
+    def _routes(cls, value: list[str] | None) -> list[str] | None:
+        return _route_patterns(value)
+
+
+class GenerateKey(KeyFields):
+    key: SecretStr | None = Field(None, description="A caller-chosen key (imports); generated when left out.")
+
+    @field_validator("key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if not raw.startswith("sk-") or not 24 <= len(raw) <= 255 or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", raw):
+            raise ValueError("key must start with 'sk-', be 24 to 255 token characters long")
+        return value
+
+
+class UpdateKey(KeyFields):
+    key: SecretStr = Field(description="The key or its token (hash).")
+
+
+class KeyRef(_Request):
+    key: SecretStr = Field(description="The key or its token (hash).")
+
+
+class DeleteKeys(_Request):
+    keys: list[SecretStr] | None = Field(None, max_length=1000)
+    key_aliases: list[Name] | None = Field(None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> DeleteKeys:
+        if bool(self.keys) == bool(self.key_aliases):
+            raise ValueError("give a non-empty 'keys' or 'key_aliases' list (not both)")
+        return self
+
+
+class TeamFields(_Request):
+    team_alias: Name | None = None
+    models: list[ModelName] | None = None
+    blocked: bool | None = None
+    metadata: dict[str, Any] | None = None
+    max_budget: float | None = Field(None, ge=0)
+    tpm_limit: int | None = Field(None, ge=0)
+    rpm_limit: int | None = Field(None, ge=0)
+
+
+class NewTeam(TeamFields):
+    team_id: Name | None = None
+
+
+class UpdateTeam(TeamFields):
+    team_id: Name
+
+
+class DeleteTeams(_Request):
+    team_ids: list[Name] = Field(min_length=1, max_length=1000)
+
+
+class UserFields(_Request):
+    user_role: UserRole | None = None
+    user_email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class NewUser(UserFields):
+    user_id: Name | None = None
+
+
+class UpdateUser(UserFields):
+    user_id: Name
+    deactivated: bool | None = None

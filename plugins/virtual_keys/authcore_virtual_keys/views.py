@@ -1,0 +1,70 @@
+"""JSON shapes of keys, teams and users in admin responses. Never includes a raw key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def key_name(row: Mapping[str, Any]) -> str | None:
+    """The display form `sk-...wxyz`, from the stored prefix and last four characters."""
+    if not row.get("last4"):
+        return None
+    return f"{row.get('key_prefix') or ''}...{row['last4']}"
+
+
+def key_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "token": row["token_hash"],
+        "key_name": key_name(row),
+        "key_alias": row.get("key_alias"),
+        "models": list(row.get("models") or []),
+        "allowed_routes": row.get("allowed_routes"),
+        "expires": _iso(row.get("expires_at")),
+        "blocked": bool(row.get("blocked")),
+        "team_id": row.get("team_id"),
+        "user_id": row.get("user_id"),
+        "organization_id": row.get("org_id"),
+        "project_id": row.get("project_id"),
+        "metadata": row.get("metadata") or {},
+        "spend": row.get("spend") or 0.0,
+        "max_budget": row.get("max_budget"),
+        "soft_budget": row.get("soft_budget"),
+        "budget_duration": row.get("budget_duration"),
+        "tpm_limit": row.get("tpm_limit"),
+        "rpm_limit": row.get("rpm_limit"),
+        "max_parallel_requests": row.get("max_parallel_requests"),
+        "model_max_budget": row.get("model_max_budget"),
+        "created_at": _iso(row.get("created_at")),
+        "updated_at": _iso(row.get("updated_at")),
+    }
+
+
+def team_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "team_id": row["team_id"],
+        "team_alias": row.get("team_alias"),
+        "models": list(row.get("models") or []),
+        "blocked": bool(row.get("blocked")),
+        "metadata": row.get("metadata") or {},
+        "max_budget": row.get("max_budget"),
+        "tpm_limit": row.get("tpm_limit"),
+        "rpm_limit": row.get("rpm_limit"),
+        "created_at": _iso(row.get("created_at")),
+    }
+
+
+def user_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "user_id": row["user_id"],
+        "user_role": row.get("user_role"),
+        "user_email": row.get("user_email"),
+        "deactivated": bool(row.get("deactivated")),
+        "metadata": row.get("metadata") or {},
+        "created_at": _iso(row.get("created_at")),
+    }
