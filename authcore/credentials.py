@@ -91,6 +91,13 @@ class HeaderCredentialsConfig(BaseModel):
             "On other routes a `key`, `api_key` or `access_token` query parameter is rejected with 400."
         ),
     )
+    query_data_routes: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Routes (exact path or `/prefix/*`) whose `key` query parameter is request data, not the caller's "
+            "credential, such as LiteLLM's `GET /key/info?key=`: it is neither extracted nor refused there."
+        ),
+    )
     query_key_for_gemini_routes: bool = Field(
         default=True,
         description=(
@@ -113,7 +120,7 @@ class HeaderCredentialsConfig(BaseModel):
             raise ValueError(f"override_header cannot be {lowered!r}: that header is already a credential source")
         return lowered
 
-    @field_validator("basic_routes", "query_key_routes")
+    @field_validator("basic_routes", "query_key_routes", "query_data_routes")
     @classmethod
     def _patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         check_patterns(patterns)
@@ -140,6 +147,7 @@ class HeaderCredentials(Plugin[HeaderCredentialsConfig]):
         self._wanted = frozenset(wanted)
         self._basic = RoutePatterns(config.basic_routes)
         self._query_routes = RoutePatterns(config.query_key_routes)
+        self._query_data = RoutePatterns(config.query_data_routes)
         self._gemini = config.query_key_for_gemini_routes
         self._max = config.max_length
 
@@ -260,6 +268,8 @@ class HeaderCredentials(Plugin[HeaderCredentialsConfig]):
         """
         lowered = query.lower()
         if b"key" not in lowered and b"token" not in lowered and b"%" not in lowered:
+            return None
+        if self._query_data and self._query_data.matches(path):
             return None
         pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
         hits = [(name, value) for name, value in pairs if name.lower() in QUERY_CREDENTIAL_NAMES]

@@ -34,7 +34,7 @@ def wait_until_alive(url: str, process: subprocess.Popen[str], deadline_s: float
     raise AssertionError("serve did not answer in time")
 
 
-def test_serve_runs_the_gateway_until_terminated(tmp_path: Path) -> None:
+def write_config(tmp_path: Path) -> Path:
     config = tmp_path / "authcore.yaml"
     config.write_text(
         "plugins:\n"
@@ -47,18 +47,36 @@ def test_serve_runs_the_gateway_until_terminated(tmp_path: Path) -> None:
         f"  database_url: sqlite+aiosqlite:///{tmp_path / 'serve.db'}\n",
         encoding="utf-8",
     )
-    port = free_port()
+    return config
+
+
+def start_serve(tmp_path: Path, port: int, log_level: str) -> subprocess.Popen[str]:
     env = {**os.environ, "ALICE_TOKEN": ALICE_TOKEN}
     env.pop("AUTHCORE_CONFIG", None)
+    config = write_config(tmp_path)
     command = [sys.executable, "-m", "authcore.cli", "serve", "--config", str(config), "--port", str(port)]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [*command, "--log-level", "warning"],
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [*command, "--log-level", log_level],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    process.terminate()
+    try:
+        return process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()
+
+
+def test_serve_runs_the_gateway_until_terminated(tmp_path: Path) -> None:
+    port = free_port()
+    process = start_serve(tmp_path, port, "warning")
     try:
         base = f"http://127.0.0.1:{port}"
         assert wait_until_alive(f"{base}/health/liveliness", process).status_code == 200
@@ -68,12 +86,25 @@ def test_serve_runs_the_gateway_until_terminated(tmp_path: Path) -> None:
         assert allowed.status_code == 200
         assert allowed.json()["object"] == "list"
     finally:
-        process.terminate()
-        try:
-            _, stderr = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate()
+        _, stderr = stop(process)
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert process.returncode in (0, -signal.SIGTERM)
     assert ALICE_TOKEN not in stderr
+
+
+def test_access_log_never_contains_a_query_string_key(tmp_path: Path) -> None:
+    canary = "st-query-canary-5d1e9b"
+    port = free_port()
+    process = start_serve(tmp_path, port, "info")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_alive(f"{base}/health/liveliness", process)
+        refused = httpx.get(f"{base}/v1/models", params={"key": canary}, timeout=5)
+        assert refused.status_code == 400
+        gemini = f"{base}/v1beta/models/gemini-pro:generateContent"
+        httpx.post(gemini, params={"key": canary}, json={}, timeout=5)
+    finally:
+        stdout, stderr = stop(process)
+    logs = stdout + stderr
+    assert "GET /v1/models?… HTTP/1.1" in logs  # the access log ran, with the query dropped
+    assert canary not in logs

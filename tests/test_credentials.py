@@ -281,6 +281,21 @@ def test_override_header_on_gemini_route_leaves_query_key_to_the_upstream() -> N
     assert found(creds) == ("api_key", SECRET, "x-litellm-api-key")
 
 
+def test_query_data_routes_leave_the_key_parameter_to_the_endpoint() -> None:
+    data_route = {"query_data_routes": ("/key/info",)}
+    # LiteLLM's `GET /key/info?key=<key>`: the caller authenticates by header; the query names the key asked about.
+    creds = extract(
+        [("authorization", f"Bearer {SECRET}")], path="/key/info", query=f"key={OTHER}".encode(), settings=data_route
+    )
+    assert found(creds) == ("api_key", SECRET, "authorization")
+    assert extract([], path="/key/info", query=f"key={OTHER}".encode(), settings=data_route) is None
+    # Only on the listed routes: elsewhere the same query is still refused.
+    error = rejected(
+        [("authorization", f"Bearer {SECRET}")], path="/key/list", query=f"key={OTHER}".encode(), settings=data_route
+    )
+    assert error.reason_id == "query_credentials_not_allowed"
+
+
 def test_override_header_itself_is_parsed_strictly() -> None:
     assert rejected([("x-litellm-api-key", f"{SECRET} x")]).reason_id == "malformed_token"
     assert rejected([("x-litellm-api-key", "Bearer ")]).reason_id == "missing_token"

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from authcore.cli.access_log import logging_config
 from authcore.cli.common import load_cli_config
 from authcore.gateway.settings import CONFIG_ENV, gateway_resolver
 from authcore.runner import Runner
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=logging_config(),
         lifespan="on",
     )
     return 0
