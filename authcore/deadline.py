@@ -24,6 +24,11 @@ async def await_with_timeout(coro: Coroutine[Any, Any, T], timeout: float) -> T:
     except BaseException:
         coro.close()
         raise
+    return await finish_with_timeout(coro, first, timeout)
+
+
+async def finish_with_timeout(coro: Coroutine[Any, Any, T], first: Any, timeout: float) -> T:  # noqa: ASYNC109
+    """Finish `coro`, already stepped once (it yielded `first`), under `timeout`."""
     async with asyncio.timeout(timeout) as deadline:
         result: T = await _Resumed(coro, first)
     if deadline.expired():

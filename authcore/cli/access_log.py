@@ -18,8 +18,11 @@ class DropQueryString(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) > _PATH_ARG and isinstance(args[_PATH_ARG], str):
-            path, mark, _query = args[_PATH_ARG].partition("?")
+        if not isinstance(args, tuple) or len(args) <= _PATH_ARG:
+            return True
+        target = args[_PATH_ARG]
+        if isinstance(target, str):
+            path, mark, _query = target.partition("?")
             if mark:
                 record.args = (*args[:_PATH_ARG], f"{path}?…", *args[_PATH_ARG + 1 :])
         return True
