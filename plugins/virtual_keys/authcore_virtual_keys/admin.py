@@ -1,5 +1,8 @@
 """The admin API: /key/*, /team/*, /user/* with LiteLLM-compatible request and response shapes.
 
+Organizations, projects and customers live in `entities`; their routes are
+served from here too.
+
 The core's middleware already requires `proxy_admin` on these routes (viewers
 may GET); each endpoint checks again, so mounting them without the middleware
 opens nothing. Bad input is a 400/422 and changes nothing. Every change drops
@@ -33,12 +36,14 @@ from authcore_virtual_keys.schemas import (
     KeyRef,
     NewTeam,
     NewUser,
+    RegenerateKey,
     UpdateKey,
     UpdateTeam,
     UpdateUser,
     parse_duration,
 )
 from authcore_virtual_keys.store import now_utc
+from authcore_virtual_keys.tables import organizations, projects
 from authcore_virtual_keys.views import key_view, team_view, user_view
 
 if TYPE_CHECKING:
@@ -188,6 +193,7 @@ class AdminApi:
             ("/key/delete", self.key_delete, post),
             ("/key/block", self.key_block, post),
             ("/key/unblock", self.key_unblock, post),
+            ("/key/regenerate", self.key_regenerate, post),
             ("/key/list", self.key_list, get),
             ("/team/new", self.team_new, post),
             ("/team/info", self.team_info, get),
@@ -197,6 +203,10 @@ class AdminApi:
             ("/user/info", self.user_info, get),
             ("/user/update", self.user_update, post),
         ]
+        # Imported here: the entity endpoints reuse this module's helpers.
+        from authcore_virtual_keys.entities import EntityApi
+
+        table.extend(EntityApi(self._backend).table())
         return [PluginRoute(path, _guarded(handler), methods, access="admin") for path, handler, methods in table]
 
     # -- helpers ------------------------------------------------------------
@@ -225,6 +235,44 @@ class AdminApi:
                 message = f"Model {model!r} is not one of the team's models; a key cannot exceed its team."
                 raise ApiError(400, message, param="models")
 
+    async def _check_scopes(self, org_id: str | None, project_id: str | None, models: list[str] | None) -> str | None:
+        """Organization and project must exist and allow the key's models. Returns the key's organization:
+
+        a project's organization when the key names none, so the organization's models bound the key as well.
+        """
+        project = None
+        if project_id is not None:
+            project = await self._backend.store.get_row(projects, project_id)
+            if project is None:
+                raise ApiError(
+                    400, f"Project {project_id!r} does not exist.", code="project_not_found", param="project_id"
+                )
+            _within(models, project.get("models"), "project")
+            project_org = project.get("organization_id")
+            if project_org is not None:
+                if org_id is not None and org_id != project_org:
+                    message = "The project belongs to another organization."
+                    raise ApiError(400, message, param="organization_id")
+                org_id = project_org
+        if org_id is not None:
+            org = await self._backend.store.get_row(organizations, org_id)
+            if org is None:
+                message = f"Organization {org_id!r} does not exist."
+                raise ApiError(400, message, code="organization_not_found", param="organization_id")
+            _within(models, org.get("models"), "organization")
+        return org_id
+
+    def _drop_key(self, tokens: list[str], graces: list[str]) -> None:
+        """Forget the keys and their grace-period predecessors in the cache."""
+        for token in (*tokens, *graces):
+            self._backend.cache.invalidate(token)
+
+    async def _graces(self, tokens: list[str]) -> list[str]:
+        found: list[str] = []
+        for token in tokens:
+            found.extend(await self._backend.store.grace_tokens(token))
+        return found
+
     async def _key_row(self, token: str) -> dict[str, Any]:
         row = await self._backend.store.get_key(token)
         if row is None:
@@ -236,10 +284,12 @@ class AdminApi:
     async def key_generate(self, request: Request) -> Response:
         body = _validate(GenerateKey, await _body(request))
         await self._check_team(body.team_id, body.models)
+        org_id = await self._check_scopes(body.organization_id, body.project_id, body.models)
         raw = body.key.get_secret_value() if body.key is not None else generate_key()
         token = self._backend.hasher.token(raw)
         values = {
             **_key_columns(body, body.model_fields_set),
+            "org_id": org_id,
             "token_hash": token,
             "key_prefix": KEY_PREFIX,
             "last4": raw[-4:],
@@ -284,14 +334,22 @@ class AdminApi:
             models = body.models if "models" in names else current.get("models")
             await self._check_team(team_id, models)
         values = _key_columns(body, names)
+        if names & {"organization_id", "project_id", "models"}:
+            org_id = body.organization_id if "organization_id" in names else current.get("org_id")
+            project_id = body.project_id if "project_id" in names else current.get("project_id")
+            models = body.models if "models" in names else current.get("models")
+            effective_org = await self._check_scopes(org_id, project_id, models)
+            if effective_org != current.get("org_id"):
+                values["org_id"] = effective_org
         if not values:
             return JSONResponse(key_view(current))
+        graces = await self._graces([token])
         try:
             row = await self._backend.store.update_key(token, values)
         except IntegrityError:
             raise ApiError(400, "Another key already has this key_alias.", code="key_exists") from None
         finally:
-            self._backend.cache.invalidate(token)
+            self._drop_key([token], graces)
         if row is None:
             raise ApiError(404, "Key not found.", code="key_not_found", param="key")
         logger.info("virtual key updated key_id=%s fields=%s", key_id(token), ",".join(sorted(values)))
@@ -308,11 +366,11 @@ class AdminApi:
             if missing:
                 raise ApiError(404, f"No key has the alias {missing[0]!r}; nothing was deleted.", code="key_not_found")
             tokens = [found[alias] for alias in aliases]
+        graces = await self._graces(tokens)
         try:
             deleted = await self._backend.store.delete_keys(tokens)
         finally:
-            for token in tokens:
-                self._backend.cache.invalidate(token)
+            self._drop_key(tokens, graces)
         if not deleted:
             message = "One or more keys do not exist; nothing was deleted."
             raise ApiError(404, message, code="key_not_found", param="keys")
@@ -321,10 +379,11 @@ class AdminApi:
 
     async def _set_blocked(self, request: Request, blocked: bool) -> Response:
         token = self._token(_validate(KeyRef, await _body(request)).key)
+        graces = await self._graces([token])
         try:
             row = await self._backend.store.update_key(token, {"blocked": blocked})
         finally:
-            self._backend.cache.invalidate(token)
+            self._drop_key([token], graces)
         if row is None:
             raise ApiError(404, "Key not found.", code="key_not_found", param="key")
         logger.info("virtual key %s key_id=%s", "blocked" if blocked else "unblocked", key_id(token))
@@ -335,6 +394,30 @@ class AdminApi:
 
     async def key_unblock(self, request: Request) -> Response:
         return await self._set_blocked(request, False)
+
+    async def key_regenerate(self, request: Request) -> Response:
+        """A new key with the same settings, returned once. The old key ends now, or after `grace_period`."""
+        body = _validate(RegenerateKey, await _body(request))
+        old = self._token(body.key)
+        raw = body.new_key.get_secret_value() if body.new_key is not None else generate_key()
+        new = self._backend.hasher.token(raw)
+        if new == old:
+            raise ApiError(400, "new_key must differ from the key it replaces.", param="new_key")
+        grace = parse_duration(body.grace_period) if body.grace_period is not None else None
+        graces = await self._graces([old])
+        try:
+            row = await self._backend.store.regenerate_key(old, new, raw[-4:], grace)
+        except IntegrityError:
+            raise ApiError(400, "A key with this value already exists.", code="key_exists", param="new_key") from None
+        finally:
+            # The old hash's cached snapshot must not outlive this change; the new hash may be remembered as unknown.
+            self._drop_key([old, new], graces)
+        if row is None:
+            raise ApiError(404, "Key not found.", code="key_not_found", param="key")
+        logger.info(
+            "virtual key regenerated old_key_id=%s key_id=%s grace=%s", key_id(old), key_id(new), body.grace_period
+        )
+        return JSONResponse({**key_view(row), "key": raw, "token": new}, headers=NO_STORE)
 
     async def key_list(self, request: Request) -> Response:
         query = _validate(ListKeysQuery, _query(request))
@@ -420,7 +503,7 @@ class AdminApi:
         return JSONResponse({"deleted_teams": body.team_ids})
 
     def _invalidate_team(self, team_id: str) -> None:
-        self._backend.cache.invalidate_where(lambda snapshot: snapshot.team_id == team_id)
+        self._backend.cache.invalidate_team(team_id)
 
     # -- users --------------------------------------------------------------
 
@@ -470,7 +553,19 @@ class AdminApi:
         return JSONResponse(user_view(row))
 
     def _invalidate_user(self, user_id: str) -> None:
-        self._backend.cache.invalidate_where(lambda snapshot: snapshot.user_id == user_id)
+        self._backend.cache.invalidate_user(user_id)
+
+
+def _within(models: list[str] | None, allowed: Any, level: str) -> None:
+    allowed_models = tuple(allowed or ())
+    if unrestricted(allowed_models):
+        return
+    for model in models or ():
+        if model == ALL_TEAM_MODELS:
+            continue
+        if not listed(model, allowed_models):
+            message = f"Model {model!r} is not one of the {level}'s models; a key cannot exceed its {level}."
+            raise ApiError(400, message, param="models")
 
 
 def _single_param(query: Mapping[str, str], name: str) -> str:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from authcore_virtual_keys.invalidation import ALL, Change
 from authcore_virtual_keys.records import KeySnapshot
 
+logger = logging.getLogger("authcore.virtual_keys")
+
 Loader = Callable[[str], Awaitable[KeySnapshot | None]]
+Publisher = Callable[[Change], None]
 
 DEFAULT_MAX_ENTRIES = 100_000
 
@@ -23,6 +28,10 @@ class SnapshotCache:
     Unknown hashes are remembered for `negative_ttl` seconds, at most
     `negative_size` of them. Invalidation also discards reads already in flight,
     so a read that started before a change is never stored after it.
+
+    The `invalidate*` methods are for changes made here: they also hand the
+    change to the publisher (other replicas), when one is set. `apply` and
+    `clear` act on this process only.
     """
 
     def __init__(
@@ -45,9 +54,15 @@ class SnapshotCache:
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[KeySnapshot | None]] = {}
         self._generation = 0
+        self._publish: Publisher | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def holds(self, token: str) -> bool:
+        """Whether a fresh snapshot of `token` is stored, so the next `get` reads nothing."""
+        entry = self._entries.get(token)
+        return entry is not None and self._clock() - entry[1] < self._ttl
 
     async def get(self, token: str) -> KeySnapshot | None:
         """The snapshot for `token`, `None` when no such key exists. Load errors propagate."""
@@ -93,25 +108,71 @@ class SnapshotCache:
         while len(self._negative) > self._negative_size:
             self._negative.popitem(last=False)
 
+    def set_publisher(self, publish: Publisher | None) -> None:
+        """Send every `invalidate*` to the other replicas through `publish`; `None`: this process only."""
+        self._publish = publish
+
     def invalidate(self, token: str) -> None:
-        """Forget one key (changed, deleted or just created)."""
+        """Forget one key (changed, deleted or just created), here and on every replica."""
+        self._drop(token)
+        self._announce(Change("key", token))
+
+    def invalidate_team(self, team_id: str) -> None:
+        """Forget every key of a changed or deleted team, here and on every replica."""
+        self._drop_where(lambda snapshot: snapshot.team_id == team_id)
+        self._announce(Change("team", team_id))
+
+    def invalidate_user(self, user_id: str) -> None:
+        """Forget every key of a changed user, here and on every replica."""
+        self._drop_where(lambda snapshot: snapshot.user_id == user_id)
+        self._announce(Change("user", user_id))
+
+    def invalidate_where(self, predicate: Callable[[KeySnapshot], bool]) -> None:
+        """Forget every cached key matching `predicate` and every read in flight.
+
+        Other replicas cannot run `predicate`: they drop everything. Prefer
+        `invalidate_team` / `invalidate_user`.
+        """
+        self._drop_where(predicate)
+        self._announce(ALL)
+
+    def apply(self, change: Change) -> None:
+        """Act on a change announced by any replica (this one included), in this process only."""
+        if change.kind == "key":
+            self._drop(change.value)
+        elif change.kind == "team":
+            self._drop_where(lambda snapshot: snapshot.team_id == change.value)
+        elif change.kind == "user":
+            self._drop_where(lambda snapshot: snapshot.user_id == change.value)
+        else:
+            self.clear()
+
+    def clear(self) -> None:
+        """Forget everything, in this process only."""
+        self._generation += 1
+        self._entries.clear()
+        self._negative.clear()
+        self._inflight.clear()
+
+    def _drop(self, token: str) -> None:
         self._generation += 1
         self._entries.pop(token, None)
         self._negative.pop(token, None)
         self._inflight.pop(token, None)
 
-    def invalidate_where(self, predicate: Callable[[KeySnapshot], bool]) -> None:
-        """Forget every cached key matching `predicate` (a team's or a user's keys) and every read in flight."""
+    def _drop_where(self, predicate: Callable[[KeySnapshot], bool]) -> None:
         self._generation += 1
         for token in [token for token, (snapshot, _) in self._entries.items() if predicate(snapshot)]:
             del self._entries[token]
         self._inflight.clear()
 
-    def clear(self) -> None:
-        self._generation += 1
-        self._entries.clear()
-        self._negative.clear()
-        self._inflight.clear()
+    def _announce(self, change: Change) -> None:
+        if self._publish is None:
+            return
+        try:
+            self._publish(change)
+        except Exception as error:  # noqa: BLE001 - the change is made; other replicas fall back to the freshness bound
+            logger.warning("virtual keys: invalidation not published: %s", type(error).__name__)
 
 
 def _retrieve(task: asyncio.Task[KeySnapshot | None]) -> None:

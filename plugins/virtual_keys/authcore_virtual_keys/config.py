@@ -38,7 +38,16 @@ class VirtualKeysConfig(BaseModel):
         5.0, ge=0, le=60, description="How long an unknown key is remembered as unknown (saves database reads)."
     )
     negative_cache_size: int = Field(10_000, ge=0, le=1_000_000, description="Most unknown keys remembered at once.")
-    create_schema: bool = Field(True, description="Create the tables at start-up when they are missing.")
+    create_schema: bool = Field(
+        True, description="Run the plugin's database migrations at start-up (creates the tables when missing)."
+    )
+    validate_end_users: bool = Field(
+        False,
+        description=(
+            "Deny (403) requests naming an end user (`user` in the body, x-litellm-end-user-id) that was never "
+            "created with /customer/new. Blocked end users are denied either way."
+        ),
+    )
 
 
 def check_secrets(config: VirtualKeysConfig) -> None:

@@ -21,9 +21,10 @@ from authcore import (
 from authcore_virtual_keys.access import UnreadableModels, body_models
 from authcore_virtual_keys.admin import AdminApi
 from authcore_virtual_keys.cache import SnapshotCache
-from authcore_virtual_keys.checks import InvalidRequest, check_key
+from authcore_virtual_keys.checks import EndUserCheck, InvalidRequest, check_key
 from authcore_virtual_keys.config import VirtualKeysConfig, check_secrets
 from authcore_virtual_keys.hashing import KEY_PREFIX, KeyHasher, SecretMatcher
+from authcore_virtual_keys.invalidation import InvalidationBus, channel_name
 from authcore_virtual_keys.records import KeySnapshot
 from authcore_virtual_keys.store import KeyStore
 
@@ -50,6 +51,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         self._hasher = KeyHasher(config.hash_mode, secret if config.hash_mode == "hmac" else None)
         self._master = SecretMatcher(config.master_key.get_secret_value()) if config.master_key is not None else None
         self._store: KeyStore | None = None
+        self._bus: InvalidationBus | None = None
         self._cache = SnapshotCache(
             self._lookup,
             ttl=config.cache_ttl_s,
@@ -58,6 +60,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         )
         self._state_key = f"authcore_virtual_keys:{name}"
         self._admin = AdminApi(self)
+        self._end_users = EndUserCheck(lambda: self.store, validate=config.validate_end_users)
 
     # -- what the admin API uses --------------------------------------------
 
@@ -86,9 +89,20 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if self.config.create_schema:
             await store.create_schema()
         self._store = store
+        redis = context.resources.redis()
+        if redis is not None:
+            # Without Redis (the embedded single process) changes are dropped from this process's cache only.
+            bus = InvalidationBus(redis, channel_name(context.resources.redis_prefix, self.name), self._cache)
+            self._cache.set_publisher(bus.publish)
+            self._bus = bus
+            await bus.start()
 
     @hookimpl
     async def shutdown(self) -> None:
+        if self._bus is not None:
+            self._cache.set_publisher(None)
+            await self._bus.stop()
+            self._bus = None
         self._cache.clear()
         self._store = None
 
@@ -119,9 +133,10 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
 
     @hookimpl
     async def post_checks(self, request: RequestContext, identity: Identity) -> None:
-        """Blocked key or team, deactivated user, and models (fallbacks included) -> 403."""
+        """Blocked key or team, deactivated user, blocked end user, and models (fallbacks included) -> 403."""
         if identity.plugin != self.name:
             return
+        await self._end_users(request)
         resolved = request.state.get(self._state_key)
         if resolved is _MASTER and identity.auth_method == "master_key":
             return

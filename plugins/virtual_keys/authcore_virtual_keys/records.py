@@ -1,4 +1,4 @@
-"""Immutable snapshots of a key and its team and user, as the auth path sees them."""
+"""Immutable snapshots of a key and its team, user, organization and project, as the auth path sees them."""
 
 from __future__ import annotations
 
@@ -54,6 +54,15 @@ class UserRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeRecord:
+    """An organization or project a key belongs to: its model list bounds the key's."""
+
+    scope_id: str
+    models: tuple[str, ...]
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
 class KeySnapshot:
     """One key as read from the database, with what the checks need. Never holds the raw key."""
 
@@ -71,6 +80,8 @@ class KeySnapshot:
     limits: Mapping[str, Any]
     team: TeamRecord | None
     user: UserRecord | None
+    org: ScopeRecord | None = None
+    project: ScopeRecord | None = None
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -93,16 +104,23 @@ class KeySnapshot:
             metadata=self.metadata,
         )
 
+    def scope_models(self) -> tuple[tuple[str, ...], ...]:
+        """The model lists of the key's organization and project, each of which must allow a model."""
+        return tuple(scope.models for scope in (self.org, self.project) if scope is not None)
+
     def restricts_models(self) -> bool:
-        """Whether the key or its team limits models (else no body needs reading)."""
+        """Whether the key, its team, organization or project limits models (else no body needs reading)."""
         if ALL_TEAM_MODELS in self.models or not unrestricted(self.models):
+            return True
+        if any(not unrestricted(models) for models in self.scope_models()):
             return True
         return self.team is not None and not unrestricted(self.team.models)
 
     def identity_models(self) -> tuple[str, ...] | None:
         """The narrower declared list: the key's, else the team's; `None` when neither restricts.
 
-        Informative for other plugins: this plugin's checks apply both lists.
+        Informative for other plugins: this plugin's checks apply every list
+        (key, team, organization, project).
         """
         if self.models and ALL_TEAM_MODELS not in self.models and not unrestricted(self.models):
             return self.models
@@ -110,6 +128,9 @@ class KeySnapshot:
             return self.team.models
         if ALL_TEAM_MODELS in self.models and self.team is None:
             return ()
+        for models in self.scope_models():
+            if models and not unrestricted(models):
+                return models
         return None
 
 
@@ -131,6 +152,8 @@ def snapshot_from_row(row: Mapping[str, Any]) -> KeySnapshot:
             deactivated=bool(row.get("user_deactivated")),
         )
     routes = row.get("allowed_routes")
+    org = _scope(row, "org_organization_id", "org_models", "org_blocked")
+    project = _scope(row, "project_project_id", "project_models", "project_blocked")
     return KeySnapshot(
         token=row["token_hash"],
         key_alias=row.get("key_alias"),
@@ -146,4 +169,14 @@ def snapshot_from_row(row: Mapping[str, Any]) -> KeySnapshot:
         limits=MappingProxyType({name: row[name] for name in LIMIT_FIELDS if row.get(name) is not None}),
         team=team,
         user=user,
+        org=org,
+        project=project,
+    )
+
+
+def _scope(row: Mapping[str, Any], id_column: str, models_column: str, blocked_column: str) -> ScopeRecord | None:
+    if row.get(id_column) is None:
+        return None
+    return ScopeRecord(
+        scope_id=row[id_column], models=_names(row.get(models_column)), blocked=bool(row.get(blocked_column))
     )

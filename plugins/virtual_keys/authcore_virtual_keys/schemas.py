@@ -31,6 +31,15 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _chosen_key(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    if not raw.startswith("sk-") or not 24 <= len(raw) <= 255 or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", raw):
+        raise ValueError("key must start with 'sk-', be 24 to 255 token characters long")
+    return value
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -82,12 +91,7 @@ class GenerateKey(KeyFields):
     @field_validator("key")
     @classmethod
     def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        raw = value.get_secret_value()
-        if not raw.startswith("sk-") or not 24 <= len(raw) <= 255 or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", raw):
-            raise ValueError("key must start with 'sk-', be 24 to 255 token characters long")
-        return value
+        return _chosen_key(value)
 
 
 class UpdateKey(KeyFields):
@@ -144,3 +148,99 @@ class NewUser(UserFields):
 class UpdateUser(UserFields):
     user_id: Name
     deactivated: bool | None = None
+
+
+class RegenerateKey(_Request):
+    """POST /key/regenerate: a new key with the same settings; the old one ends now or after `grace_period`."""
+
+    key: SecretStr = Field(description="The key or its token (hash).")
+    new_key: SecretStr | None = Field(None, description="A caller-chosen new key; generated when left out.")
+    grace_period: str | None = Field(None, description="How long the old key keeps working, e.g. '24h'.")
+
+    @field_validator("grace_period")
+    @classmethod
+    def _grace(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("new_key")
+    @classmethod
+    def _new_key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        return _chosen_key(value)
+
+
+class PageQuery(_Request):
+    """Query parameters of the entity list endpoints."""
+
+    page: int = Field(1, ge=1, le=100_000)
+    size: int = Field(50, ge=1, le=100)
+
+
+class OrganizationFields(_Request):
+    organization_alias: Name | None = None
+    models: list[ModelName] | None = None
+    blocked: bool | None = None
+    metadata: dict[str, Any] | None = None
+    max_budget: float | None = Field(None, ge=0)
+    tpm_limit: int | None = Field(None, ge=0)
+    rpm_limit: int | None = Field(None, ge=0)
+
+
+class NewOrganization(OrganizationFields):
+    organization_id: Name | None = None
+
+
+class UpdateOrganization(OrganizationFields):
+    organization_id: Name
+
+
+class DeleteOrganizations(_Request):
+    organization_ids: list[Name] = Field(min_length=1, max_length=1000)
+
+
+class ProjectFields(_Request):
+    project_alias: Name | None = None
+    models: list[ModelName] | None = None
+    blocked: bool | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class NewProject(ProjectFields):
+    project_id: Name | None = None
+    organization_id: Name | None = Field(None, description="Fixed at creation: keys rely on it.")
+
+
+class UpdateProject(ProjectFields):
+    project_id: Name
+
+
+class DeleteProjects(_Request):
+    project_ids: list[Name] = Field(min_length=1, max_length=1000)
+
+
+Region = Literal["eu", "us"]
+
+
+class CustomerFields(_Request):
+    alias: Name | None = None
+    blocked: bool | None = None
+    max_budget: float | None = Field(None, ge=0)
+    budget_id: Name | None = None
+    allowed_model_region: Region | None = None
+    default_model: ModelName | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class NewCustomer(CustomerFields):
+    user_id: Name
+
+
+class UpdateCustomer(CustomerFields):
+    user_id: Name
+
+
+class CustomerIds(_Request):
+    """/customer/delete, /customer/block and /customer/unblock."""
+
+    user_ids: list[Name] = Field(min_length=1, max_length=1000)

@@ -1,18 +1,20 @@
-"""Reads and writes of keys, teams and users on the shared async engine."""
+"""Reads and writes of keys, teams, users and the other entities on the shared async engine."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Select, Table, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authcore import DependencyFailure
+from authcore_virtual_keys import migrations
 from authcore_virtual_keys.records import KeySnapshot, as_utc, snapshot_from_row
-from authcore_virtual_keys.tables import keys, metadata, teams, users
+from authcore_virtual_keys.tables import grace_keys, keys, organizations, projects, teams, users
 
 logger = logging.getLogger("authcore.virtual_keys")
 
@@ -30,8 +32,17 @@ def _lookup_query() -> Select[Any]:
         users.c.user_id.label("user_user_id"),
         users.c.user_role.label("user_user_role"),
         users.c.deactivated.label("user_deactivated"),
+        organizations.c.organization_id.label("org_organization_id"),
+        organizations.c.models.label("org_models"),
+        organizations.c.blocked.label("org_blocked"),
+        projects.c.project_id.label("project_project_id"),
+        projects.c.models.label("project_models"),
+        projects.c.blocked.label("project_blocked"),
     ).select_from(
-        keys.outerjoin(teams, teams.c.team_id == keys.c.team_id).outerjoin(users, users.c.user_id == keys.c.user_id)
+        keys.outerjoin(teams, teams.c.team_id == keys.c.team_id)
+        .outerjoin(users, users.c.user_id == keys.c.user_id)
+        .outerjoin(organizations, organizations.c.organization_id == keys.c.org_id)
+        .outerjoin(projects, projects.c.project_id == keys.c.project_id)
     )
 
 
@@ -44,6 +55,36 @@ def _row(mapping: Mapping[Any, Any]) -> Row:
         if name in row:
             row[name] = as_utc(row[name])
     return row
+
+
+class InUse(Exception):
+    """A row cannot be deleted while keys reference it."""
+
+    def __init__(self, ident: str) -> None:
+        super().__init__(ident)
+        self.ident = ident
+
+
+def _pk(table: Table) -> Any:
+    return next(iter(table.primary_key.columns))
+
+
+async def _grace_lookup(connection: AsyncConnection, token: str) -> KeySnapshot | None:
+    grace = (await connection.execute(select(grace_keys).where(grace_keys.c.token_hash == token))).mappings().first()
+    if grace is None:
+        return None
+    until = as_utc(grace["expires_at"])
+    assert until is not None
+    if now_utc() >= until:
+        return None
+    successor = _LOOKUP.where(keys.c.token_hash == grace["active_token_hash"])
+    found = (await connection.execute(successor)).mappings().first()
+    if found is None:
+        return None
+    snapshot = snapshot_from_row(found)
+    # The per-request expiry check then ends the grace period even for a cached snapshot.
+    expires = until if snapshot.expires_at is None else min(until, snapshot.expires_at)
+    return dataclasses.replace(snapshot, expires_at=expires)
 
 
 class _RollBack(Exception):
@@ -61,22 +102,27 @@ class KeyStore:
         self.engine = engine
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+        """Run the plugin's migrations up to the newest revision."""
+        await migrations.upgrade(self.engine)
 
     # -- the auth path ------------------------------------------------------
 
     async def lookup(self, token: str) -> KeySnapshot | None:
-        """The key with this hash, or `None`. Database errors become `DependencyFailure` (503)."""
+        """The key with this hash, or `None`. Database errors become `DependencyFailure` (503).
+
+        A regenerated key in its grace period resolves to the key that replaced
+        it (same identity), expiring when the grace period ends.
+        """
         try:
             async with self.engine.connect() as connection:
-                result = await connection.execute(_LOOKUP.where(keys.c.token_hash == token))
-                found = result.mappings().first()
+                found = (await connection.execute(_LOOKUP.where(keys.c.token_hash == token))).mappings().first()
+                if found is not None:
+                    return snapshot_from_row(found)
+                return await _grace_lookup(connection, token)
         except Exception as error:  # noqa: BLE001 - any store failure denies with 503
             # The type only: driver messages can quote parameters, and the parameter is a key hash.
             logger.warning("virtual key lookup failed: %s", type(error).__name__)
             raise DependencyFailure("The key store is unavailable.", reason_id="key_store_unavailable") from None
-        return snapshot_from_row(found) if found is not None else None
 
     # -- keys ---------------------------------------------------------------
 
@@ -114,12 +160,16 @@ class KeyStore:
             return {row[0]: row[1] for row in result}
 
     async def delete_keys(self, tokens: Sequence[str]) -> bool:
-        """Delete all of `tokens` or none: `False` (nothing deleted) when one of them does not exist."""
+        """Delete all of `tokens` (and their grace-period predecessors) or none.
+
+        `False` (nothing deleted) when one of them does not exist.
+        """
         try:
             async with self.engine.begin() as connection:
                 changed = await connection.execute(delete(keys).where(keys.c.token_hash.in_(list(tokens))))
                 if changed.rowcount != len(set(tokens)):
                     raise _RollBack
+                await connection.execute(delete(grace_keys).where(grace_keys.c.active_token_hash.in_(list(tokens))))
         except _RollBack:
             return False
         return True
@@ -131,6 +181,110 @@ class KeyStore:
             ordered = select(keys).where(*conditions).order_by(keys.c.created_at, keys.c.token_hash)
             result = await connection.execute(ordered.offset(offset).limit(limit))
             rows = [_row(row) for row in result.mappings()]
+        return rows, int(total)
+
+    async def regenerate_key(self, old: str, new: str, last4: str, grace: timedelta | None) -> Row | None:
+        """Move the key from hash `old` to hash `new`, keeping every setting and its spend.
+
+        With `grace`, `old` keeps resolving to the key until then; without it,
+        `old` stops at once. Earlier predecessors still in their grace period
+        follow the key to its new hash. `None` when `old` is not a key.
+        """
+        now = now_utc()
+        async with self.engine.begin() as connection:
+            changed = await connection.execute(
+                update(keys).where(keys.c.token_hash == old).values(token_hash=new, last4=last4, updated_at=now)
+            )
+            if changed.rowcount == 0:
+                return None
+            await connection.execute(
+                update(grace_keys).where(grace_keys.c.active_token_hash == old).values(active_token_hash=new)
+            )
+            # The new value is a current key now; ended grace periods no longer resolve anyway.
+            await connection.execute(
+                delete(grace_keys).where((grace_keys.c.token_hash == new) | (grace_keys.c.expires_at <= now))
+            )
+            if grace is not None:
+                await connection.execute(
+                    grace_keys.insert().values(
+                        token_hash=old, active_token_hash=new, expires_at=now + grace, created_at=now
+                    )
+                )
+            found = (await connection.execute(select(keys).where(keys.c.token_hash == new))).mappings().one()
+        return _row(found)
+
+    async def grace_tokens(self, token: str) -> list[str]:
+        """Hashes of earlier versions of this key that still resolve to it (until their grace ends)."""
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(grace_keys.c.token_hash).where(grace_keys.c.active_token_hash == token)
+            )
+            return [row[0] for row in result]
+
+    # -- organizations, projects, end users (one primary-key column each) ---
+
+    async def insert_row(self, table: Table, values: Mapping[str, Any]) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(table.insert().values(**values))
+
+    async def get_row(self, table: Table, ident: str) -> Row | None:
+        async with self.engine.connect() as connection:
+            found = (await connection.execute(select(table).where(_pk(table) == ident))).mappings().first()
+        return _row(found) if found is not None else None
+
+    async def update_row(self, table: Table, ident: str, values: Mapping[str, Any]) -> Row | None:
+        """Apply `values`; the new row, or `None` when there is no such row."""
+        async with self.engine.begin() as connection:
+            changed = await connection.execute(
+                update(table).where(_pk(table) == ident).values(**values, updated_at=now_utc())
+            )
+            if changed.rowcount == 0:
+                return None
+            found = (await connection.execute(select(table).where(_pk(table) == ident))).mappings().one()
+        return _row(found)
+
+    async def delete_rows(self, table: Table, idents: Sequence[str], *, unless_used_by: str | None = None) -> bool:
+        """Delete all of `idents` or none: `False` when one does not exist.
+
+        With `unless_used_by` (a key column), raise `InUse` instead of deleting
+        what keys still reference.
+        """
+        wanted = list(idents)
+        try:
+            async with self.engine.begin() as connection:
+                if unless_used_by is not None:
+                    column = keys.c[unless_used_by]
+                    used = (
+                        await connection.execute(select(column).where(column.in_(wanted)).limit(1))
+                    ).scalar_one_or_none()
+                    if used is not None:
+                        raise InUse(used)
+                changed = await connection.execute(delete(table).where(_pk(table).in_(wanted)))
+                if changed.rowcount != len(set(wanted)):
+                    raise _RollBack
+        except _RollBack:
+            return False
+        return True
+
+    async def set_flag(self, table: Table, idents: Sequence[str], column: str, value: bool) -> bool:
+        """Set a boolean column on all of `idents`, or on none (`False`) when one does not exist."""
+        wanted = list(idents)
+        try:
+            async with self.engine.begin() as connection:
+                changed = await connection.execute(
+                    update(table).where(_pk(table).in_(wanted)).values({column: value, "updated_at": now_utc()})
+                )
+                if changed.rowcount != len(set(wanted)):
+                    raise _RollBack
+        except _RollBack:
+            return False
+        return True
+
+    async def list_rows(self, table: Table, offset: int, limit: int) -> tuple[list[Row], int]:
+        async with self.engine.connect() as connection:
+            total = (await connection.execute(select(func.count()).select_from(table))).scalar_one()
+            ordered = select(table).order_by(table.c.created_at, _pk(table)).offset(offset).limit(limit)
+            rows = [_row(row) for row in (await connection.execute(ordered)).mappings()]
         return rows, int(total)
 
     # -- teams --------------------------------------------------------------
@@ -160,6 +314,8 @@ class KeyStore:
                 if changed.rowcount != len(set(team_ids)):
                     raise _RollBack
                 # A team's keys go with it: left behind they would outlive the team's limits.
+                team_keys = select(keys.c.token_hash).where(keys.c.team_id.in_(list(team_ids)))
+                await connection.execute(delete(grace_keys).where(grace_keys.c.active_token_hash.in_(team_keys)))
                 await connection.execute(delete(keys).where(keys.c.team_id.in_(list(team_ids))))
         except _RollBack:
             return False

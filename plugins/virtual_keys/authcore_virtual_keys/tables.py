@@ -1,7 +1,8 @@
-"""The database tables: keys, teams and users (SQLAlchemy Core).
+"""The database tables: keys, teams, users, organizations, projects and end users (SQLAlchemy Core).
 
-Created with `metadata.create_all` when `create_schema` is set; migrations
-(Alembic) are not written yet.
+This is the current shape the queries use. The schema itself is created and
+changed only by the migrations in `authcore_virtual_keys.migrations`; a test
+checks that the migrated database matches these definitions.
 """
 
 from __future__ import annotations
@@ -61,5 +62,58 @@ users = Table(
     Column("user_email", String(320), nullable=True),
     Column("deactivated", Boolean, nullable=False, default=False),
     Column("metadata", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+organizations = Table(
+    "vk_organizations",
+    metadata,
+    Column("organization_id", String(255), primary_key=True),
+    Column("organization_alias", String(255), nullable=True),
+    Column("models", JSON, nullable=False, default=list),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("max_budget", Float, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+projects = Table(
+    "vk_projects",
+    metadata,
+    Column("project_id", String(255), primary_key=True),
+    Column("project_alias", String(255), nullable=True),
+    Column("organization_id", String(255), nullable=True, index=True),
+    Column("models", JSON, nullable=False, default=list),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+end_users = Table(
+    "vk_end_users",
+    metadata,
+    Column("user_id", String(255), primary_key=True, comment="Sent as `user` or x-litellm-end-user-id"),
+    Column("alias", String(255), nullable=True),
+    Column("allowed_model_region", String(16), nullable=True),
+    Column("default_model", String(255), nullable=True),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("budget_id", String(255), nullable=True),
+    Column("max_budget", Float, nullable=True),
+    Column("spend", Float, nullable=False, default=0.0),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+grace_keys = Table(
+    "vk_grace_keys",
+    metadata,
+    Column("token_hash", String(64), primary_key=True, comment="Old hash of a regenerated key, valid until expires_at"),
+    Column("active_token_hash", String(64), nullable=False, index=True, comment="Hash of its successor"),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )

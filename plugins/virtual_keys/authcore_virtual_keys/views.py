@@ -68,3 +68,48 @@ def user_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": row.get("metadata") or {},
         "created_at": _iso(row.get("created_at")),
     }
+
+
+def organization_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "organization_id": row["organization_id"],
+        "organization_alias": row.get("organization_alias"),
+        "models": list(row.get("models") or []),
+        "blocked": bool(row.get("blocked")),
+        "metadata": row.get("metadata") or {},
+        "max_budget": row.get("max_budget"),
+        "tpm_limit": row.get("tpm_limit"),
+        "rpm_limit": row.get("rpm_limit"),
+        "created_at": _iso(row.get("created_at")),
+        "updated_at": _iso(row.get("updated_at")),
+    }
+
+
+def project_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "project_id": row["project_id"],
+        "project_alias": row.get("project_alias"),
+        "organization_id": row.get("organization_id"),
+        "models": list(row.get("models") or []),
+        "blocked": bool(row.get("blocked")),
+        "metadata": row.get("metadata") or {},
+        "created_at": _iso(row.get("created_at")),
+        "updated_at": _iso(row.get("updated_at")),
+    }
+
+
+def customer_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """LiteLLM's end-user shape (`LiteLLM_EndUserTable`)."""
+    return {
+        "user_id": row["user_id"],
+        "alias": row.get("alias"),
+        "blocked": bool(row.get("blocked")),
+        "spend": row.get("spend") or 0.0,
+        "allowed_model_region": row.get("allowed_model_region"),
+        "default_model": row.get("default_model"),
+        "budget_id": row.get("budget_id"),
+        "litellm_budget_table": {"max_budget": row["max_budget"]} if row.get("max_budget") is not None else None,
+        "metadata": row.get("metadata") or {},
+        "created_at": _iso(row.get("created_at")),
+        "updated_at": _iso(row.get("updated_at")),
+    }

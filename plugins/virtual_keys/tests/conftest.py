@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,10 @@ from authcore.resources import Resources
 MASTER_KEY = "sk-master-Zq8vN3xR7tLp2WbK9mYc"
 HASH_SECRET = "pepper-4f1c9a7e2b8d6f30a5c1e9b7"
 INSTANCE = "keys"
+REVOCATION_BOUND_S = 1.0
+POLL_S = 0.01
+SETTLE_S = 0.05
+"""Longer than a loopback pub/sub round trip: lets the announcement of a new key pass before B caches it."""
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -86,33 +92,43 @@ def plugin_config(**overrides: Any) -> dict[str, Any]:
     return {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET, **overrides}
 
 
+@contextlib.asynccontextmanager
+async def open_gateway(
+    database_url: str, *, redis_url: str | None = None, redis_prefix: str = "authcore:", **overrides: Any
+) -> AsyncIterator[Gateway]:
+    """One gateway (one runner) on `database_url`, sharing Redis under `redis_prefix` when `redis_url` is given."""
+    storage: dict[str, Any] = {"database_url": database_url}
+    if redis_url is not None:
+        storage.update(redis_url=redis_url, redis_prefix=redis_prefix)
+    config = parse_config(
+        {
+            "plugins": {INSTANCE: {"use": "virtual_keys", "timeout_s": 10, "config": plugin_config(**overrides)}},
+            "storage": storage,
+            "log_decisions": True,
+        }
+    )
+    resources = Resources(database_url, redis_url, redis_prefix)
+    resolve = mapping_resolver({"virtual_keys": VirtualKeysPlugin, "headers": HeaderCredentials})
+    app = Starlette(
+        routes=[Route("/v1/chat/completions", echo, methods=["POST"]), Route("/v1/models", echo)],
+        middleware=[Middleware(AuthcoreMiddleware)],
+        lifespan=authcore_lifespan(config, resolve=resolve, resources=resources),
+    )
+    try:
+        async with app.router.lifespan_context(app):
+            runner = app.state.authcore_runner
+            plugin = next(instance for instance in runner.instances if instance.name == INSTANCE)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                yield Gateway(client, resources, plugin)
+    finally:
+        await resources.aclose()
+
+
 @pytest.fixture
 def make_gateway(database_url: str) -> GatewayFactory:
-    @contextlib.asynccontextmanager
-    async def factory(**overrides: Any) -> AsyncIterator[Gateway]:
-        config = parse_config(
-            {
-                "plugins": {INSTANCE: {"use": "virtual_keys", "timeout_s": 10, "config": plugin_config(**overrides)}},
-                "storage": {"database_url": database_url},
-                "log_decisions": True,
-            }
-        )
-        resources = Resources(database_url)
-        resolve = mapping_resolver({"virtual_keys": VirtualKeysPlugin, "headers": HeaderCredentials})
-        app = Starlette(
-            routes=[Route("/v1/chat/completions", echo, methods=["POST"]), Route("/v1/models", echo)],
-            middleware=[Middleware(AuthcoreMiddleware)],
-            lifespan=authcore_lifespan(config, resolve=resolve, resources=resources),
-        )
-        try:
-            async with app.router.lifespan_context(app):
-                runner = app.state.authcore_runner
-                plugin = next(instance for instance in runner.instances if instance.name == INSTANCE)
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-                    yield Gateway(client, resources, plugin)
-        finally:
-            await resources.aclose()
+    def factory(**overrides: Any) -> contextlib.AbstractAsyncContextManager[Gateway]:
+        return open_gateway(database_url, **overrides)
 
     return factory
 
@@ -121,3 +137,37 @@ def make_gateway(database_url: str) -> GatewayFactory:
 async def gw(make_gateway: GatewayFactory) -> AsyncIterator[Gateway]:
     async with make_gateway() as gateway:
         yield gateway
+
+
+async def warm(replica: Gateway, key: str, model: str = "gpt-4o") -> None:
+    """Make `replica` hold `key` in its cache, after every earlier announcement was applied."""
+    await asyncio.sleep(SETTLE_S)
+    assert (await replica.chat(key, model)).status_code == 200
+    assert replica.plugin.cache.holds(replica.plugin.hasher.token(key))
+
+
+async def seconds_until(status: int, request: Callable[[], Awaitable[httpx.Response]], bound: float) -> float:
+    """Poll until `request` answers `status`; fail after `bound` seconds."""
+    start = time.monotonic()
+    while True:
+        answered = (await request()).status_code
+        elapsed = time.monotonic() - start
+        if answered == status:
+            return elapsed
+        assert elapsed < bound, f"still {answered} after {elapsed:.2f}s"
+        await asyncio.sleep(POLL_S)
+
+
+Replica = Callable[..., contextlib.AbstractAsyncContextManager[Gateway]]
+
+
+@pytest.fixture
+def replica(authcore_postgres_url: str, authcore_redis_url: str, authcore_redis_prefix: str) -> Replica:
+    """Start one more replica on the shared Postgres database and Redis prefix; `**overrides` go to the plugin."""
+
+    def start(
+        redis_url: str = authcore_redis_url, **overrides: object
+    ) -> contextlib.AbstractAsyncContextManager[Gateway]:
+        return open_gateway(authcore_postgres_url, redis_url=redis_url, redis_prefix=authcore_redis_prefix, **overrides)
+
+    return start

@@ -5,10 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+from authcore_virtual_keys import VirtualKeysPlugin
 from authcore_virtual_keys.tables import keys, teams, users
 from sqlalchemy import select, text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
-from .conftest import MASTER_KEY, Gateway
+from authcore.config import parse_config
+from authcore.credentials import HeaderCredentials
+from authcore.lifespan import authcore_lifespan
+from authcore.loader import mapping_resolver
+from authcore.middleware import AuthcoreMiddleware
+from authcore.resources import Resources
+
+from .conftest import INSTANCE, MASTER_KEY, Gateway, plugin_config
 
 
 async def table_rows(gw: Gateway) -> dict[str, list[dict[str, Any]]]:
@@ -335,3 +346,40 @@ async def test_store_failure_on_an_admin_route_is_503(gw: Gateway) -> None:
 
     assert response.status_code == 503
     assert_openai_error(response.json(), "api_error")
+
+
+async def test_litellm_get_key_info_with_key_query_works_with_query_data_routes(database_url: str) -> None:
+    # As in the embedded default config: the `headers` extractor leaves `?key=` on /key/info to the endpoint.
+    config = parse_config(
+        {
+            "plugins": {
+                "headers": {"use": "headers", "config": {"query_data_routes": ["/key/info"]}},
+                INSTANCE: {"use": "virtual_keys", "config": plugin_config()},
+            },
+            "storage": {"database_url": database_url},
+        }
+    )
+    resources = Resources(database_url)
+    resolve = mapping_resolver({"virtual_keys": VirtualKeysPlugin, "headers": HeaderCredentials})
+    app = Starlette(
+        middleware=[Middleware(AuthcoreMiddleware)],
+        lifespan=authcore_lifespan(config, resolve=resolve, resources=resources),
+    )
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                admin = {"authorization": f"Bearer {MASTER_KEY}"}
+                created = (await client.post("/key/generate", json={"key_alias": "k"}, headers=admin)).json()
+
+                info = await client.get("/key/info", params={"key": created["key"]}, headers=admin)
+                as_caller = await client.get("/key/info", params={"key": MASTER_KEY})
+    finally:
+        await resources.aclose()
+
+    assert info.status_code == 200
+    assert info.json()["key"] == created["token"]
+    assert info.json()["info"]["key_alias"] == "k"
+    assert created["key"] not in info.text
+    # The query is data here, never the caller's credential.
+    assert as_caller.status_code == 401

@@ -1,0 +1,122 @@
+"""The plugin's Alembic migrations on SQLite and Postgres: from empty, re-run, adoption, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from authcore_virtual_keys import migrations
+from authcore_virtual_keys.tables import keys, metadata, teams, users
+from sqlalchemy import Connection, MetaData, inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .conftest import GatewayFactory
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    created = create_async_engine(database_url)
+    try:
+        yield created
+    finally:
+        await created.dispose()
+
+
+def _schema_differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection)
+    return [diff for diff in compare_metadata(context, metadata) if not _is_version_table(diff)]
+
+
+def _is_version_table(diff: object) -> bool:
+    return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == migrations.VERSION_TABLE
+
+
+async def test_upgrade_from_empty_creates_exactly_the_current_schema(engine: AsyncEngine) -> None:
+    assert await migrations.current(engine) is None
+
+    await migrations.upgrade(engine)
+
+    assert await migrations.current(engine) == migrations.head()
+    async with engine.connect() as connection:
+        assert await connection.run_sync(_schema_differences) == []
+
+
+async def test_upgrade_twice_is_a_no_op_that_keeps_data(engine: AsyncEngine) -> None:
+    await migrations.upgrade(engine)
+    async with engine.begin() as connection:
+        await connection.execute(
+            teams.insert().values(team_id="t1", models=[], blocked=False, metadata={}, created_at=datetime.now(UTC))
+        )
+
+    await migrations.upgrade(engine)
+
+    assert await migrations.current(engine) == migrations.head()
+    async with engine.connect() as connection:
+        assert (await connection.execute(select(teams.c.team_id))).scalars().all() == ["t1"]
+
+
+async def test_tables_from_the_first_release_are_adopted(engine: AsyncEngine) -> None:
+    # The first release created its three tables with create_all and kept no revision.
+    first_release = MetaData()
+    for table in (keys, teams, users):
+        table.to_metadata(first_release)
+    async with engine.begin() as connection:
+        await connection.run_sync(first_release.create_all)
+        await connection.execute(
+            users.insert().values(user_id="u1", deactivated=False, metadata={}, created_at=datetime.now(UTC))
+        )
+
+    await migrations.upgrade(engine)
+
+    assert await migrations.current(engine) == migrations.head()
+    async with engine.connect() as connection:
+        assert (await connection.execute(select(users.c.user_id))).scalars().all() == ["u1"]
+        assert await connection.run_sync(_schema_differences) == []
+
+
+async def test_revision_is_kept_apart_from_other_alembic_histories(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        await connection.execute(text("INSERT INTO alembic_version VALUES ('someone_elses_head')"))
+
+    await migrations.upgrade(engine)
+
+    async with engine.connect() as connection:
+        other = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+        names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    assert other == ["someone_elses_head"]
+    assert migrations.VERSION_TABLE in names
+
+
+@pytest.mark.services
+async def test_concurrent_upgrades_on_postgres_do_not_fail(authcore_postgres_url: str) -> None:
+    engines = [create_async_engine(authcore_postgres_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrations.upgrade(each) for each in engines))
+
+        assert await migrations.current(engines[0]) == migrations.head()
+        async with engines[0].connect() as connection:
+            assert await connection.run_sync(_schema_differences) == []
+    finally:
+        for each in engines:
+            await each.dispose()
+
+
+async def test_migration_scripts_ship_inside_the_package() -> None:
+    # Alembic finds its scripts next to the installed module, not in a checkout's alembic.ini.
+    assert migrations.SCRIPT_LOCATION.endswith("authcore_virtual_keys/migrations")
+    assert migrations.head() == "0002_entities"
+
+
+async def test_start_up_without_create_schema_leaves_the_database_alone(make_gateway: GatewayFactory) -> None:
+    async with make_gateway(create_schema=False) as gateway:
+        assert await migrations.current(gateway.resources.engine()) is None
+
+
+async def test_start_up_migrates_to_the_newest_revision(make_gateway: GatewayFactory) -> None:
+    async with make_gateway() as gateway:
+        assert await migrations.current(gateway.resources.engine()) == migrations.head()
