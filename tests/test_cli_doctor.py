@@ -52,7 +52,21 @@ class Remote(authcore.Plugin[RemoteConfig]):
         return None
 
 
-TYPES: dict[str, Any] = {"tokens": Tokens, "escape": Escape, "checker": Checker, "remote": Remote}
+class GuardConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fail_open: bool = False
+
+
+class Guard(authcore.Plugin[GuardConfig]):
+    Config = GuardConfig
+
+    @authcore.hookimpl
+    async def post_checks(self) -> None:
+        return None
+
+
+TYPES: dict[str, Any] = {"tokens": Tokens, "escape": Escape, "checker": Checker, "remote": Remote, "guard": Guard}
 
 
 @pytest.fixture(autouse=True)
@@ -145,3 +159,17 @@ def test_a_type_name_claimed_by_two_distributions_is_an_error(
     code, out = doctor(tmp_path, capsys, "plugins:\n  tokens: {use: tokens}\n")
     assert code == 1
     assert "[error] plugin type 'headers' is registered by more than one distribution: authcore, other-dist" in out
+
+
+def test_fail_open_instances_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = doctor(
+        tmp_path,
+        capsys,
+        "plugins:\n"
+        "  tokens: {use: tokens}\n"
+        "  lenient: {use: guard, config: {fail_open: true}}\n"
+        "  strict: {use: guard}\n",
+    )
+    assert code == 0, out
+    assert "[warn]  plugins.lenient: fail_open is true" in out
+    assert "plugins.strict: fail_open" not in out

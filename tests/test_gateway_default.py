@@ -89,3 +89,18 @@ async def test_a_new_key_cannot_use_admin_routes(gateway: httpx.AsyncClient) -> 
     key = created.json()["key"]
     denied = await gateway.post("/key/generate", headers={"authorization": f"Bearer {key}"}, json={})
     assert denied.status_code == 403
+
+
+async def test_default_gateway_enforces_a_key_budget(gateway: httpx.AsyncClient) -> None:
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+    roomy = (await gateway.post("/key/generate", headers=admin, json={"max_budget": 1.0})).json()["key"]
+    tiny = (await gateway.post("/key/generate", headers=admin, json={"max_budget": 0.000001})).json()["key"]
+
+    assert (
+        await gateway.post("/v1/chat/completions", headers={"authorization": f"Bearer {roomy}"}, json=chat)
+    ).status_code == 200
+    refused = await gateway.post("/v1/chat/completions", headers={"authorization": f"Bearer {tiny}"}, json=chat)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert "retry-after" in refused.headers

@@ -117,6 +117,10 @@ def _check_runner(config: AuthcoreConfig, instances: list[Plugin[BaseModel]], re
     for stage in _EMPTY_STAGE_WARNINGS:
         if not stages[stage]:
             report.warn(f"{stage}: no plugin")
+    for plugin in instances:
+        # `fail_open` is the shared spelling for "admit when my store is down"; never silent.
+        if getattr(plugin.config, "fail_open", False) is True:
+            report.warn(f"plugins.{plugin.name}: fail_open is true: requests are admitted when its store fails")
     return runner
 
 

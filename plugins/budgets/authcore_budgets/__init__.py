@@ -1,15 +1,13 @@
-"""authcore plugin: Spend limits and rate limits with reservation and settlement.
+"""authcore plugin: spend limits that hold across replicas, with reservation and settlement.
 
-Skeleton: installable and discoverable through the `budgets` entry point; it
-implements no hook yet, so an instance of it abstains from every stage.
+Before the upstream call the most a request can cost is reserved against every
+budget that applies, atomically (all or none); when the response ends the hold
+is settled to the actual cost, or released. See the package README.
 """
 
 from __future__ import annotations
 
-from authcore import EmptyConfig, Plugin
+from authcore_budgets.config import BudgetsConfig, ModelPrice
+from authcore_budgets.plugin import BudgetsPlugin
 
-__all__ = ["BudgetsPlugin"]
-
-
-class BudgetsPlugin(Plugin[EmptyConfig]):
-    """Spend limits and rate limits with reservation and settlement (not implemented yet)."""
+__all__ = ["BudgetsConfig", "BudgetsPlugin", "ModelPrice"]

@@ -12,7 +12,15 @@ from authcore import Identity
 from authcore_virtual_keys.access import ALL_TEAM_MODELS, unrestricted
 from authcore_virtual_keys.hashing import key_id
 
-LIMIT_FIELDS = ("max_budget", "soft_budget", "budget_duration", "tpm_limit", "rpm_limit", "max_parallel_requests")
+LIMIT_FIELDS = (
+    "max_budget",
+    "soft_budget",
+    "budget_duration",
+    "model_max_budget",
+    "tpm_limit",
+    "rpm_limit",
+    "max_parallel_requests",
+)
 """Key columns handed to other plugins (budgets) through `Identity.limits`; not enforced here."""
 
 

@@ -1,0 +1,103 @@
+"""Settings of the `budgets` plugin, and budget durations such as `30s`, `1h`, `30d`."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration written `<n>s|m|h|d` (`30d`, `1h`); raises `ValueError` otherwise."""
+    match = _DURATION.match(text)
+    if match is None or int(match.group(1)) <= 0:
+        raise ValueError(f"budget duration {text!r} must look like 30s, 15m, 1h or 30d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class ModelPrice(BaseModel):
+    """Prices of one model in USD, per 1M tokens or per token (LiteLLM's names); one style per model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_1m_tokens: Decimal | None = Field(None, ge=0)
+    output_per_1m_tokens: Decimal | None = Field(None, ge=0)
+    input_cost_per_token: Decimal | None = Field(None, ge=0)
+    output_cost_per_token: Decimal | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_style(self) -> ModelPrice:
+        per_1m = self.input_per_1m_tokens is not None or self.output_per_1m_tokens is not None
+        per_token = self.input_cost_per_token is not None or self.output_cost_per_token is not None
+        if per_1m == per_token:
+            raise ValueError("give input/output prices either per 1M tokens or per token (exactly one style)")
+        return self
+
+    def micros_per_token(self) -> tuple[Decimal, Decimal]:
+        """(input, output) in micro-USD per token: a USD price per 1M tokens is exactly that number."""
+        if self.input_cost_per_token is not None or self.output_cost_per_token is not None:
+            million = Decimal(1_000_000)
+            return (self.input_cost_per_token or Decimal(0)) * million, (
+                self.output_cost_per_token or Decimal(0)
+            ) * million
+        return self.input_per_1m_tokens or Decimal(0), self.output_per_1m_tokens or Decimal(0)
+
+
+class BudgetsConfig(BaseModel):
+    """How costs are estimated, which budgets apply, and where counters live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prices: dict[str, ModelPrice] = Field(default_factory=dict, description="Model name -> price.")
+    unpriced_models: Literal["deny", "default_price"] = Field(
+        "deny", description="A model missing from `prices`: refuse it (403), or charge `default_price`."
+    )
+    default_price: ModelPrice | None = Field(None, description="Price of unlisted models with `default_price`.")
+    default_max_tokens: int = Field(
+        4096, gt=0, description="Output tokens reserved when the request sets no max_tokens/max_completion_tokens."
+    )
+    prompt_bytes_per_token: float = Field(
+        1.0,
+        gt=0,
+        description="Prompt tokens are estimated as body bytes / this; 1.0 is an upper bound for BPE tokenizers.",
+    )
+    global_budget: Decimal | None = Field(None, ge=0, description="USD limit over every request of this instance.")
+    global_soft_budget: Decimal | None = Field(None, ge=0)
+    global_budget_duration: str | None = Field(None, description="Reset period of the global budget, e.g. 30d.")
+    hold_ttl_s: float = Field(
+        600.0, gt=0, le=86400, description="A reservation not settled by then (a crashed replica's) is dropped."
+    )
+    store_timeout_s: float = Field(0.5, gt=0, le=10, description="Longest wait for Redis on the request path.")
+    soft_budget_webhook_url: SecretStr | None = Field(
+        None, description="POST a JSON alert here when a soft budget is passed (kept secret: it may hold a token)."
+    )
+    webhook_timeout_s: float = Field(2.0, gt=0, le=30)
+    fail_open: bool = Field(
+        False, description="Admit budgeted requests without a hold when Redis fails (logged on every use)."
+    )
+    limits_refresh_s: float = Field(
+        5.0, ge=0, le=300, description="How long team/user/org budgets read from SQL are trusted."
+    )
+    create_schema: bool = Field(True, description="Create the ledger and limits tables at start-up when missing.")
+    lock_file: str | None = Field(
+        None,
+        description="Without Redis: the file locked so one process owns the counters (default: by the SQLite file).",
+    )
+
+    @field_validator("global_budget_duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _default_price(self) -> BudgetsConfig:
+        if self.unpriced_models == "default_price" and self.default_price is None:
+            raise ValueError("unpriced_models: default_price needs default_price")
+        return self

@@ -1,0 +1,176 @@
+"""Counters in this process: exact, because each operation runs without an `await` inside it."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from authcore_budgets.entities import NO_LIMIT, Counter
+from authcore_budgets.ratelimits import WINDOW_US, RateLimit, RateOutcome, interval_us
+from authcore_budgets.store import CounterState, ReserveOutcome
+
+SWEEP_EVERY = 1000
+"""Operations between sweeps of expired counters and settlement markers."""
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _Entry:
+    loaded: bool = False
+    spent: int = 0
+    reserved: int = 0
+    holds: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """request id -> (amount, expires at ms)."""
+    expiries: list[tuple[int, str]] = field(default_factory=list)
+    """Heap of (expires at ms, request id); entries of settled holds are skipped when they surface."""
+    late: dict[str, int] = field(default_factory=dict)
+    expire_at_ms: int = 0
+
+    def hold(self, request_id: str, amount: int, expires: int) -> None:
+        self.holds[request_id] = (amount, expires)
+        self.reserved += amount
+        heapq.heappush(self.expiries, (expires, request_id))
+
+    def drop_expired_holds(self, now: int) -> None:
+        while self.expiries and self.expiries[0][0] <= now:
+            expires, request_id = heapq.heappop(self.expiries)
+            held = self.holds.get(request_id)
+            if held is not None and held[1] == expires:
+                del self.holds[request_id]
+                self.reserved -= held[0]
+
+
+class MemoryStore:
+    """The embedded default's store. Only correct when one process owns the counters (see `worker_lock`)."""
+
+    kind = "memory"
+
+    def __init__(self, *, done_ttl_ms: int, clock: Callable[[], int] = _wall_ms) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._done: dict[str, int] = {}
+        self._done_ttl = done_ttl_ms
+        self._clock = clock
+        self._operations = 0
+        self._tats: dict[str, float] = {}
+        self._slots: dict[str, dict[str, int]] = {}
+
+    def _entry(self, counter: Counter, now: int) -> _Entry:
+        entry = self._entries.get(counter.name)
+        if entry is None or (entry.expire_at_ms and entry.expire_at_ms <= now):
+            entry = self._entries[counter.name] = _Entry(expire_at_ms=counter.expire_at_ms)
+        return entry
+
+    def _tick(self, now: int) -> None:
+        self._operations += 1
+        if self._operations % SWEEP_EVERY:
+            return
+        for name, entry in list(self._entries.items()):
+            if entry.expire_at_ms and entry.expire_at_ms <= now:
+                del self._entries[name]
+        for request_id, expires in list(self._done.items()):
+            if expires <= now:
+                del self._done[request_id]
+
+    async def reserve(self, request_id: str, counters: Sequence[Counter], amount: int, hold_ms: int) -> ReserveOutcome:
+        now = self._clock()
+        self._tick(now)
+        entries = [self._entry(counter, now) for counter in counters]
+        missing = tuple(index for index, entry in enumerate(entries) if not entry.loaded)
+        if missing:
+            return ReserveOutcome(False, missing=missing)
+        for index, (counter, entry) in enumerate(zip(counters, entries, strict=True)):
+            entry.drop_expired_holds(now)
+            if counter.limit != NO_LIMIT and entry.spent + entry.reserved + amount > counter.limit:
+                return ReserveOutcome(False, denied_index=index)
+        for entry in entries:
+            entry.hold(request_id, amount, now + hold_ms)
+        return ReserveOutcome(True)
+
+    async def settle(self, request_id: str, counters: Sequence[Counter], actual: int | None) -> list[int] | None:
+        now = self._clock()
+        if self._done.get(request_id, 0) > now:
+            return None
+        self._done[request_id] = now + self._done_ttl
+        spends: list[int] = []
+        for counter in counters:
+            entry = self._entry(counter, now)
+            held = entry.holds.pop(request_id, None)
+            if held is not None:
+                entry.reserved -= held[0]
+            if actual is None:
+                spends.append(0)
+            elif entry.loaded:
+                entry.spent += actual
+                spends.append(entry.spent)
+            else:
+                entry.late[request_id] = actual
+                spends.append(-1)
+        return spends
+
+    async def late_charges(self, counter: Counter) -> dict[str, int] | None:
+        entry = self._entry(counter, self._clock())
+        return None if entry.loaded else dict(entry.late)
+
+    async def initialise(self, counter: Counter, spent: int, seen_late: Collection[str]) -> bool:
+        entry = self._entry(counter, self._clock())
+        if entry.loaded:
+            return True
+        if set(entry.late) != set(seen_late):
+            return False
+        entry.spent = spent
+        entry.late.clear()
+        entry.loaded = True
+        return True
+
+    async def read(self, counter: Counter) -> CounterState | None:
+        entry = self._entries.get(counter.name)
+        if entry is None or not entry.loaded:
+            return None
+        entry.drop_expired_holds(self._clock())
+        return CounterState(entry.spent, entry.reserved)
+
+    async def acquire_rates(self, request_id: str, limits: Sequence[RateLimit], hold_ms: int) -> RateOutcome:
+        now_ms = self._clock()
+        now = now_ms * 1000.0
+        after: dict[str, float] = {}
+        for index, limit in enumerate(limits):
+            if limit.limit <= 0:
+                return RateOutcome(False, index, 60_000)
+            if limit.kind == "parallel":
+                slots = self._slots.setdefault(limit.name, {})
+                for held, expires in list(slots.items()):
+                    if expires <= now_ms:
+                        del slots[held]
+                if len(slots) >= limit.limit:
+                    return RateOutcome(False, index, max(1, min(slots.values()) - now_ms + 1))
+                continue
+            tat = max(self._tats.get(limit.name, 0.0), now)
+            if limit.kind == "rpm":
+                tat += interval_us(limit)
+                if tat - now > WINDOW_US:
+                    return RateOutcome(False, index, int((tat - now - WINDOW_US) // 1000) + 1)
+                after[limit.name] = tat
+            elif tat - now >= WINDOW_US:
+                return RateOutcome(False, index, int((tat - now - WINDOW_US) // 1000) + 1)
+        for limit in limits:
+            if limit.kind == "parallel":
+                self._slots.setdefault(limit.name, {})[request_id] = now_ms + hold_ms
+            elif limit.kind == "rpm":
+                self._tats[limit.name] = after[limit.name]
+        return RateOutcome(True)
+
+    async def settle_rates(self, request_id: str, limits: Sequence[RateLimit], tokens: int) -> None:
+        now = self._clock() * 1000.0
+        for limit in limits:
+            if limit.kind == "parallel":
+                self._slots.get(limit.name, {}).pop(request_id, None)
+            elif limit.kind == "tpm" and tokens > 0:
+                self._tats[limit.name] = max(self._tats.get(limit.name, 0.0), now) + tokens * interval_us(limit)
+
+    async def aclose(self) -> None:
+        self._entries.clear()

@@ -1,0 +1,328 @@
+"""`BudgetsPlugin`: reserves the most a request can cost against every budget that applies, then settles it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from authcore import (
+    AuthEvent,
+    BudgetExceeded,
+    ConfigurationError,
+    DependencyFailure,
+    Identity,
+    Plugin,
+    PluginContext,
+    PluginRoute,
+    RateLimited,
+    RequestContext,
+    hookimpl,
+)
+from authcore_budgets.accounting import Accountant, BudgetReservation, CountersNotLoaded
+from authcore_budgets.admin import AdminApi
+from authcore_budgets.config import BudgetsConfig, parse_duration
+from authcore_budgets.entities import (
+    NO_LIMIT,
+    BudgetRule,
+    Counter,
+    applicable_rules,
+    counter_for,
+    identity_columns,
+    limit_micros,
+)
+from authcore_budgets.ledger import Ledger
+from authcore_budgets.limits_store import LimitsStore
+from authcore_budgets.memory_store import MemoryStore
+from authcore_budgets.pricing import Pricer, UnpricedModel
+from authcore_budgets.ratelimits import applicable_rate_limits
+from authcore_budgets.ratelimits import distinct as distinct_rates
+from authcore_budgets.ratelimits import headers_for as rate_headers
+from authcore_budgets.redis_store import RedisStore
+from authcore_budgets.webhook import AlertWebhook
+from authcore_budgets.worker_lock import WorkerLock, default_lock_path
+
+logger = logging.getLogger("authcore.budgets")
+
+STORE_FAILURES = (RedisError, OSError, TimeoutError, SQLAlchemyError, CountersNotLoaded, ConfigurationError)
+"""What makes the counters unknowable for a request: it is then refused (503), or admitted with `fail_open`."""
+DONE_MARKER_S = 86_400
+"""How long a settled request id is remembered, so a repeated settlement changes nothing."""
+STARTUP_TIMEOUT_S = 5.0
+"""Longest wait for Redis at start-up (the eviction check and SCRIPT LOAD)."""
+UNKNOWN_RESET_S = 60
+"""Retry-After when the exhausted budget has no period (it will not reset on its own)."""
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class BudgetsPlugin(Plugin[BudgetsConfig]):
+    """Spend limits per key, team, user, team member, organisation, end user and globally, per model or not."""
+
+    Config = BudgetsConfig
+
+    def __init__(self, name: str, config: BudgetsConfig) -> None:
+        super().__init__(name, config)
+        self.pricer = Pricer(config)
+        self.global_rule = self._global_rule(config)
+        self.now_ms = _wall_ms
+        """The clock that picks budget periods; tests may replace it."""
+        self._grace_ms = int(max(config.hold_ttl_s, 3600) * 1000)
+        self._accountant: Accountant | None = None
+        self._limits: LimitsStore | None = None
+        self._lock: WorkerLock | None = None
+        self._context: PluginContext | None = None
+        self._webhook: AlertWebhook | None = None
+        self._admin = AdminApi(self)
+
+    @staticmethod
+    def _global_rule(config: BudgetsConfig) -> BudgetRule | None:
+        if config.global_budget is None and config.global_soft_budget is None:
+            return None
+        return BudgetRule(
+            "global",
+            "global",
+            None,
+            NO_LIMIT if config.global_budget is None else limit_micros(config.global_budget),
+            None if config.global_soft_budget is None else limit_micros(config.global_soft_budget),
+            parse_duration(config.global_budget_duration) if config.global_budget_duration else None,
+        )
+
+    # -- what the admin API uses --------------------------------------------
+
+    @property
+    def accountant(self) -> Accountant:
+        if self._accountant is None:
+            raise DependencyFailure("Budgets are not started.", reason_id="budgets_not_started")
+        return self._accountant
+
+    @property
+    def limits(self) -> LimitsStore:
+        if self._limits is None:
+            raise DependencyFailure("Budgets are not started.", reason_id="budgets_not_started")
+        return self._limits
+
+    def counter(self, rule: BudgetRule, columns: dict[str, str]) -> Counter:
+        return counter_for(rule, columns, self.now_ms(), self._grace_ms)
+
+    # -- hooks --------------------------------------------------------------
+
+    @hookimpl
+    async def startup(self, context: PluginContext) -> None:
+        resources = context.resources
+        engine = resources.engine()
+        ledger = Ledger(engine)
+        if self.config.create_schema:
+            await ledger.create_schema()
+        self._limits = LimitsStore(engine, self.config.limits_refresh_s)
+        client = resources.redis()
+        store: RedisStore | MemoryStore
+        if client is not None:
+            store = RedisStore(
+                client,
+                resources.redis_prefix,
+                timeout_s=self.config.store_timeout_s,
+                done_ttl_ms=DONE_MARKER_S * 1000,
+            )
+            try:
+                await store.prepare(timeout_s=STARTUP_TIMEOUT_S)
+            except (RedisError, OSError, TimeoutError) as error:
+                # Budgeted requests fail closed until Redis answers; the policy check then runs first.
+                logger.warning("budgets %r: Redis unreachable at start-up (%s)", self.name, type(error).__name__)
+        else:
+            path = Path(self.config.lock_file) if self.config.lock_file else default_lock_path(engine.url)
+            if path is not None:
+                lock = WorkerLock(path)
+                lock.acquire()
+                self._lock = lock
+            store = MemoryStore(done_ttl_ms=DONE_MARKER_S * 1000, clock=lambda: self.now_ms())
+        if self.config.fail_open:
+            logger.warning(
+                "budgets %r: fail_open is set; requests are admitted unbudgeted when %s fails", self.name, store.kind
+            )
+        self._context = context
+        if self.config.soft_budget_webhook_url is not None:
+            url = self.config.soft_budget_webhook_url.get_secret_value()
+            self._webhook = AlertWebhook(url, self.config.webhook_timeout_s)
+        self._accountant = Accountant(
+            store, ledger, self.pricer, hold_ms=int(self.config.hold_ttl_s * 1000), on_soft=self._soft_limit_crossed
+        )
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        if self._webhook is not None:
+            await self._webhook.aclose()
+            self._webhook = None
+        if self._accountant is not None:
+            await self._accountant.store.aclose()
+        self._accountant = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @hookimpl
+    def routes(self) -> Sequence[PluginRoute]:
+        return self._admin.routes()
+
+    @hookimpl
+    async def reserve_budget(self, request: RequestContext, identity: Identity) -> BudgetReservation | None:
+        """Take rate-limit capacity, then hold the most the request can cost on every budget, all or none."""
+        accountant = self.accountant
+        now_ms = self.now_ms()
+        try:
+            stored = await self.limits.rules(datetime.fromtimestamp(now_ms / 1000, UTC))
+            stored_rates = await self.limits.rate_values()
+        except SQLAlchemyError as error:
+            self._unavailable(error)
+            return None
+        rates = distinct_rates(applicable_rate_limits(identity, stored_rates))
+        plan = await self._plan(request, identity, stored, now_ms)
+        if plan is None and not rates:
+            return None
+        held = BudgetReservation(
+            accountant,
+            uuid.uuid4().hex,
+            plan.counters if plan is not None else (),
+            plan.amount if plan is not None else 0,
+            plan.model if plan is not None else "",
+            identity_columns(identity),
+            now_ms,
+            rates=rates,
+            charges=plan is not None,
+            tokens=plan.tokens if plan is not None else 0,
+        )
+        if rates:
+            try:
+                allowed = await accountant.store.acquire_rates(held.request_id, rates, accountant.hold_ms)
+            except STORE_FAILURES as error:
+                self._unavailable(error)
+                return None
+            if not allowed.admitted:
+                limit = rates[allowed.denied_index or 0]
+                raise RateLimited(
+                    f"Rate limit exceeded ({limit.entity} {limit.kind}).",
+                    retry_after=allowed.retry_after_ms / 1000,
+                    reason_id=f"rate_limited.{limit.kind}.{limit.entity}",
+                    headers=rate_headers(limit, allowed.retry_after_ms),
+                )
+        if not held.counters:
+            return held
+        try:
+            outcome = await accountant.reserve(held.request_id, held.counters, held.amount)
+        except STORE_FAILURES as error:
+            await self._drop_rates(held)
+            self._unavailable(error)
+            return None
+        if not outcome.admitted:
+            await self._drop_rates(held)
+            exhausted = held.counters[outcome.denied_index or 0]
+            raise BudgetExceeded(
+                f"Budget exceeded ({exhausted.rule.entity} budget).",
+                retry_after=_seconds_to_reset(exhausted, now_ms),
+                reason_id=f"budget_exceeded.{exhausted.rule.entity}",
+            )
+        return held
+
+    async def _plan(
+        self,
+        request: RequestContext,
+        identity: Identity,
+        stored: Mapping[tuple[str, str], list[BudgetRule]],
+        now_ms: int,
+    ) -> _Plan | None:
+        """What to charge: `None` for no model or a free one; no counters when only spend is recorded."""
+        models = await request.requested_models()
+        if not models:
+            # Nothing priced is asked for (model lists, admin calls): nothing to charge.
+            return None
+        rules = [rule for model in models for rule in applicable_rules(identity, model, stored, self.global_rule)]
+        size, body = len(await request.body()), await request.json()
+        priced: list[tuple[int, str]] = []
+        for model in models:
+            try:
+                if not self.pricer.is_free(model):
+                    priced.append((self.pricer.estimate(model, size, body), model))
+            except UnpricedModel:
+                if rules:
+                    raise
+                # No budget to enforce and no price to record spend with.
+                return None
+        if not priced:
+            return None
+        # The body and the path may name different models: reserve for the dearer one.
+        amount, model = max(priced)
+        tokens = self.pricer.max_tokens(size, body)
+        # With no budget the charge is still recorded (no counters), so a budget set later sees it.
+        columns = identity_columns(identity)
+        counters = _distinct([counter_for(rule, columns, now_ms, self._grace_ms) for rule in rules])
+        return _Plan(model, counters, amount, tokens)
+
+    async def _drop_rates(self, held: BudgetReservation) -> None:
+        if not held.rates:
+            return
+        try:
+            await self.accountant.store.settle_rates(held.request_id, held.rates, 0)
+        except STORE_FAILURES as error:
+            # The parallel slots then expire after hold_ttl_s.
+            logger.warning("budgets %r: could not free rate-limit slots (%s)", self.name, type(error).__name__)
+
+    def _unavailable(self, error: BaseException) -> None:
+        """Raise 503, or log and return (the caller admits without a hold) under `fail_open`."""
+        if self.config.fail_open:
+            logger.warning(
+                "budgets %r: counters unavailable (%s); request admitted WITHOUT a budget hold (fail_open)",
+                self.name,
+                type(error).__name__,
+            )
+            return
+        logger.warning("budgets %r: counters unavailable (%s); request refused", self.name, type(error).__name__)
+        raise DependencyFailure("Budgets are unavailable.", reason_id="budget_store_unavailable") from None
+
+    async def _soft_limit_crossed(self, counter: Counter, spend: int) -> None:
+        rule = counter.rule
+        logger.info("budgets %r: %s %s passed its soft budget", self.name, rule.entity, rule.entity_id)
+        data = {
+            "entity": rule.entity,
+            "entity_id": rule.entity_id,
+            "model": rule.model,
+            "soft_budget": (rule.soft or 0) / 1_000_000,
+            "spend": spend / 1_000_000,
+            "max_budget": None if rule.limit == NO_LIMIT else rule.limit / 1_000_000,
+        }
+        if self._webhook is not None:
+            self._webhook.send({"event": "budgets.soft_limit", **data})
+        if self._context is not None:
+            await self._context.emit(AuthEvent("budgets.soft_limit", plugin=self.name, data=data))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    model: str
+    counters: list[Counter]
+    amount: int
+    tokens: int
+
+
+def _distinct(counters: list[Counter]) -> list[Counter]:
+    """One counter per name, the strictest limit winning (the same budget may come from two sources)."""
+    chosen: dict[str, Counter] = {}
+    for counter in counters:
+        kept = chosen.get(counter.name)
+        if kept is None or (counter.limit != NO_LIMIT and (kept.limit == NO_LIMIT or counter.limit < kept.limit)):
+            chosen[counter.name] = counter
+    return list(chosen.values())
+
+
+def _seconds_to_reset(counter: Counter, now_ms: int) -> float:
+    if counter.period_end_ms is None:
+        return UNKNOWN_RESET_S
+    return max(1.0, (counter.period_end_ms - now_ms) / 1000)

@@ -1,0 +1,141 @@
+"""Redis-only behaviour: rebuild from the ledger after data loss, fail closed, fail open, eviction policy."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from authcore_budgets.accounting import BudgetReservation
+from budget_helpers import ADMIN, budgets_of, chat, plugins, unused_port
+
+from authcore import ConfigurationError, Usage
+from authcore.resources import Resources
+from authcore.runner import Runner
+from authcore.testing import started_runner
+from authcore.testing.services import ServiceUnavailable, delete_prefix, ping_redis
+
+pytestmark = pytest.mark.services
+
+BUDGETED = {"key_id": "k1", "limits": {"max_budget": 0.20}}
+
+
+@contextlib.asynccontextmanager
+async def runner_on(resources: Resources, **config: Any) -> AsyncIterator[Runner]:
+    async with started_runner(
+        plugins({"tok": BUDGETED, "free": {"key_id": "k2"}, "admin": ADMIN}, **config), timeout_s=5, resources=resources
+    ) as runner:
+        yield runner
+
+
+async def spend(runner: Runner, who: str = "tok") -> int:
+    result = await runner.authenticate(chat(who))
+    if result.error is None:
+        result.usage = Usage("m5c", 1, 1000)
+        await runner.settle(result, completed=True)
+    return result.status_code
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'budgets.db'}"
+
+
+async def test_counters_are_rebuilt_from_the_ledger_after_data_loss(
+    database: str, authcore_redis_url: str, authcore_redis_prefix: str
+) -> None:
+    async with runner_on(Resources(database, authcore_redis_url, authcore_redis_prefix)) as runner:
+        assert [await spend(runner) for _ in range(3)] == [200, 200, 200]
+        held = await runner.authenticate(chat("tok"))  # a hold in flight when Redis loses its data
+        assert held.error is None
+        # What FLUSHALL does to this instance, without touching anyone else's keys.
+        assert delete_prefix(authcore_redis_url, authcore_redis_prefix) > 0
+        held.usage = Usage("m5c", 1, 1000)
+        await runner.settle(held, completed=True)  # recorded in the ledger, kept as a late charge
+        # Spend is back from the ledger: $0.20 of $0.20 used, nothing more is admitted.
+        assert await spend(runner) == 429
+        (reservation,) = held.reservations
+        assert isinstance(reservation, BudgetReservation)
+        total = await budgets_of(runner).accountant.ledger.total(reservation.counters[0].ledger)
+        assert total == 200_000
+
+
+async def test_rebuild_also_happens_in_a_fresh_process_state(
+    database: str, authcore_redis_url: str, authcore_redis_prefix: str
+) -> None:
+    async with runner_on(Resources(database, authcore_redis_url, authcore_redis_prefix)) as runner:
+        assert [await spend(runner) for _ in range(2)] == [200, 200]
+    delete_prefix(authcore_redis_url, authcore_redis_prefix)
+    async with runner_on(Resources(database, authcore_redis_url, authcore_redis_prefix)) as runner:
+        assert [await spend(runner) for _ in range(3)] == [200, 200, 429]
+
+
+async def test_unreachable_redis_fails_closed(
+    database: str, authcore_redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"redis://127.0.0.1:{unused_port()}/0"
+    async with runner_on(Resources(database, url, authcore_redis_prefix)) as runner:
+        result = await runner.authenticate(chat("tok"))
+        assert result.status_code == 503
+        assert result.error is not None
+        assert result.error.reason_id == "budget_store_unavailable"
+        # A request no budget applies to does not need the counters.
+        assert await spend(runner, "free") == 200
+
+
+async def test_fail_open_admits_and_logs_every_use(
+    database: str, authcore_redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"redis://127.0.0.1:{unused_port()}/0"
+    async with runner_on(Resources(database, url, authcore_redis_prefix), fail_open=True) as runner:
+        with caplog.at_level(logging.WARNING, logger="authcore.budgets"):
+            assert [await spend(runner), await spend(runner)] == [200, 200]
+    assert sum("WITHOUT a budget hold" in record.getMessage() for record in caplog.records) == 2
+
+
+@contextlib.contextmanager
+def own_redis(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway redis-server on a free loopback port (the shared one is never reconfigured or stopped)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = unused_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        for _ in range(100):
+            try:
+                ping_redis(url)
+                break
+            except ServiceUnavailable:
+                time.sleep(0.05)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+async def test_startup_refuses_a_redis_that_can_evict(database: str) -> None:
+    with (
+        own_redis("--maxmemory-policy", "allkeys-lru") as (url, _),
+        pytest.raises(ConfigurationError, match="noeviction"),
+    ):
+        async with runner_on(Resources(database, url, "authcore-test:evict:")):
+            pass
+
+
+async def test_redis_stopped_mid_service_fails_closed(database: str) -> None:
+    with own_redis() as (url, process):
+        async with runner_on(Resources(database, url, "authcore-test:stop:")) as runner:
+            assert await spend(runner) == 200
+            process.terminate()
+            process.wait(5)
+            result = await runner.authenticate(chat("tok"))
+            assert result.status_code == 503

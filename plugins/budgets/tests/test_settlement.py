@@ -1,0 +1,191 @@
+"""Settlement through the real middleware: commit on success, release on error, exception, disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from authcore_budgets.accounting import BudgetReservation
+from budget_helpers import NICKEL_TOKENS, RunnerFactory, budgets_of
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Message
+
+from authcore import Usage
+from authcore.lifespan import mount_plugin_routes
+from authcore.middleware import AuthcoreMiddleware
+from authcore.runner import Runner
+from authcore.testing import app_client
+
+ADMIN = {"authorization": "Bearer admin"}
+TOKEN = {"authorization": "Bearer tok"}
+
+
+async def completions(request: Request) -> Response:
+    """An upstream stand-in whose behaviour the request body picks."""
+    body = await request.json()
+    result = request.scope["authcore"]
+    mode = body.get("mode", "ok")
+    used = Usage("m5c", 10, body.get("used", NICKEL_TOKENS))
+    if mode == "ok":
+        result.usage = used
+        return JSONResponse({"usage": {"completion_tokens": used.completion_tokens}})
+    if mode == "error":
+        return JSONResponse({"error": "upstream failed"}, status_code=502)
+    if mode == "raise":
+        raise RuntimeError("the app crashed")
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b'data: {"choices": []}\n\n'
+        await asyncio.sleep(0.2)
+        result.usage = used
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+def gateway(runner: Runner) -> Starlette:
+    app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    mount_plugin_routes(app, runner)
+    return app
+
+
+async def key_state(client: httpx.AsyncClient) -> tuple[float, float]:
+    info = await client.get("/budget/info", params={"entity": "key", "id": "k1"}, headers=ADMIN)
+    budget = info.json()["budgets"][0]
+    return budget["spend"], budget["reserved"]
+
+
+async def post(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    payload = {"model": "m5c", "max_tokens": NICKEL_TOKENS, "messages": [], **body}
+    return await client.post("/v1/chat/completions", json=payload, headers=TOKEN)
+
+
+@pytest.fixture
+async def runner(make_runner: RunnerFactory) -> AsyncIterator[Runner]:
+    async with make_runner({"tok": {"key_id": "k1"}}) as started:
+        async with app_client(started) as client:
+            response = await client.post(
+                "/budget/set", json={"entity": "key", "id": "k1", "max_budget": 1}, headers=ADMIN
+            )
+            assert response.status_code == 200
+        yield started
+
+
+async def test_success_commits_the_actual_usage(runner: Runner) -> None:
+    async with app_client(runner, app=gateway(runner)) as client:
+        assert (await post(client, used=400)).status_code == 200
+        assert await key_state(client) == (0.02, 0.0)
+
+
+async def test_error_status_releases_the_hold(runner: Runner) -> None:
+    async with app_client(runner, app=gateway(runner)) as client:
+        assert (await post(client, mode="error")).status_code == 502
+        assert await key_state(client) == (0.0, 0.0)
+
+
+async def test_app_exception_releases_the_hold(runner: Runner) -> None:
+    async with app_client(runner, app=gateway(runner)) as client:
+        with pytest.raises(RuntimeError):
+            await post(client, mode="raise")
+        assert await key_state(client) == (0.0, 0.0)
+
+
+async def test_streamed_response_commits_usage_from_the_stream(runner: Runner) -> None:
+    async with app_client(runner, app=gateway(runner)) as client:
+        response = await post(client, mode="stream", used=200, stream=True)
+        assert response.status_code == 200
+        assert response.text.endswith("[DONE]\n\n")
+        assert await key_state(client) == (0.01, 0.0)
+
+
+async def test_missing_usage_charges_the_reserved_maximum(runner: Runner) -> None:
+    result = await runner.authenticate(_chat())
+    await runner.settle(result, completed=True)
+    async with app_client(runner) as client:
+        assert await key_state(client) == (0.05, 0.0)
+
+
+async def test_client_disconnect_mid_stream_releases_the_hold(runner: Runner) -> None:
+    middleware = AuthcoreMiddleware(gateway(runner), runner=runner)
+    payload = json.dumps({"model": "m5c", "max_tokens": NICKEL_TOKENS, "mode": "stream"}).encode()
+    first_chunk = asyncio.Event()
+    sent: list[Message] = []
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await first_chunk.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and message.get("body"):
+            first_chunk.set()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"authorization", b"Bearer tok"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    await middleware(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 200
+    assert not any(m["type"] == "http.response.body" and m.get("body") == b"data: [DONE]\n\n" for m in sent)
+    async with app_client(runner) as client:
+        assert await key_state(client) == (0.0, 0.0)
+
+
+async def test_settlement_is_idempotent_by_request_id(runner: Runner) -> None:
+    result = await runner.authenticate(_chat())
+    (held,) = result.reservations
+    assert isinstance(held, BudgetReservation)
+    accountant = budgets_of(runner).accountant
+    await held.commit(Usage("m5c", 0, 400))
+    # A second settlement of the same request (another replica, a retry) changes nothing.
+    await accountant.commit(held, Usage("m5c", 0, 1000))
+    await accountant.release(held)
+    async with app_client(runner) as client:
+        assert await key_state(client) == (0.02, 0.0)
+    assert await accountant.ledger.total(held.counters[0].ledger) == 20_000
+
+
+def _chat() -> Any:
+    from budget_helpers import chat
+
+    return chat("tok")
+
+
+async def test_a_ledger_failure_still_charges_the_counters(make_runner: RunnerFactory) -> None:
+    async with make_runner({"tok": {"key_id": "k1", "limits": {"max_budget": 0.10}}}) as runner:
+        first = await runner.authenticate(_chat())  # loads the counter from the ledger
+        await runner.settle(first, completed=True)
+        engine = budgets_of(runner).accountant.ledger._engine
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TABLE budget_ledger"))
+        result = await runner.authenticate(_chat())
+        result.usage = Usage("m5c", 0, 1000)
+        await runner.settle(result, completed=True)
+        assert ("settle", "budgets", "error", "commit_failed") in [step[:4] for step in result.trace.steps]
+        # The charge reached the counters even though the durable record failed.
+        assert (await runner.authenticate(_chat())).status_code == 429
