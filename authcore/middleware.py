@@ -82,11 +82,19 @@ class AuthcoreMiddleware:
         status = 0
         finished = False
 
+        extra = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for held in result.reservations
+            for name, value in held.headers.items()
+        ]
+
         async def watch(message: Message) -> None:
             nonlocal status, finished
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", ()), *extra]}
             await send(message)
             if (kind == "http.response.body" and not message.get("more_body", False)) or kind == "websocket.close":
                 finished = True

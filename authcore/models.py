@@ -108,6 +108,8 @@ class Reservation(abc.ABC):
 
     plugin: str | None = None
     """Set by the runner to the instance that made the hold."""
+    headers: Mapping[str, str] = _EMPTY
+    """Headers added to the response of an allowed request (e.g. `x-ratelimit-remaining-requests`)."""
 
     @abc.abstractmethod
     async def commit(self, usage: Usage | None) -> None:

@@ -28,6 +28,7 @@ class Hold(authcore.Reservation):
     def __init__(self, owner: str, fail_commit: bool = False) -> None:
         self.owner = owner
         self.fail_commit = fail_commit
+        self.headers = {"X-RateLimit-Remaining-Requests": f"9-{owner}"}
 
     async def commit(self, usage: authcore.Usage | None) -> None:
         LOG.append(f"commit:{self.owner}:{usage.total_tokens if usage else None}")
@@ -142,6 +143,17 @@ def test_middleware_settles_by_outcome(path: str, expected: str) -> None:
         response = client.get(path, headers={"x-key": "good"})
     assert response.status_code == {"/used": 200, "/failed": 502, "/raises": 500}[path]
     assert ["reserve:a", expected] == LOG
+
+
+def test_reservation_headers_are_added_to_the_allowed_response() -> None:
+    LOG.clear()
+    runner = runner_for(("a", "hold"), ("b", "hold"))
+    with TestClient(app(runner)) as client:
+        client.portal.call(runner.startup)  # type: ignore[union-attr]
+        response = client.get("/used", headers={"x-key": "good"})
+    assert response.status_code == 200
+    assert response.headers.get_list("x-ratelimit-remaining-requests") == ["9-a", "9-b"]
+    assert response.headers["content-type"] == "application/json"
 
 
 def test_denied_reserve_gives_429_and_app_never_runs() -> None:
