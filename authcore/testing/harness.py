@@ -6,9 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel
-
 from authcore.config import BUILTIN_EXTRACTOR, parse_config
+from authcore.credentials import HeaderCredentials
 from authcore.loader import mapping_resolver
 from authcore.plugin import Plugin
 from authcore.resources import Resources
@@ -26,14 +25,6 @@ def type_name(plugin_class: type[Plugin[Any]]) -> str:
     return f"{plugin_class.__module__}:{plugin_class.__qualname__}"
 
 
-def _builtin_extractor() -> type[Plugin[Any]] | None:
-    try:
-        from authcore.credentials import HeaderCredentials
-    except ImportError:
-        return None
-    return HeaderCredentials
-
-
 def build_runner(
     plugins: PluginSpecs,
     *,
@@ -48,7 +39,7 @@ def build_runner(
     As in a file, leaving `pipeline.extract_credentials` unset adds the built-in
     `headers` extractor.
     """
-    types: dict[str, type[Plugin[BaseModel]]] = {}
+    types: dict[str, type[Plugin[Any]]] = {}
     declared: dict[str, dict[str, Any]] = {}
     for name, (plugin_class, config) in plugins.items():
         use = type_name(plugin_class)
@@ -56,9 +47,7 @@ def build_runner(
         declared[name] = {"use": use, "config": dict(config)}
         if timeout_s is not None:
             declared[name]["timeout_s"] = timeout_s
-    extractor = _builtin_extractor()
-    if extractor is not None:
-        types[BUILTIN_EXTRACTOR] = extractor
+    types[BUILTIN_EXTRACTOR] = HeaderCredentials
     data: dict[str, Any] = {"plugins": declared, **settings}
     if pipeline is not None:
         data["pipeline"] = dict(pipeline)
