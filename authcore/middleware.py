@@ -40,13 +40,20 @@ class AuthcoreMiddleware:
     def __init__(self, app: ASGIApp, runner: Runner | None = None) -> None:
         self.app = app
         self.runner = runner
+        self._found: Runner | None = None
 
     def _runner(self, scope: Scope) -> Runner | None:
         if self.runner is not None:
             return self.runner
+        found = self._found
+        if found is not None and found.started:
+            # `app.state` lookups cost more than the rest of the middleware; a new
+            # lifespan stops the old runner, which sends us back to look again.
+            return found
         app = scope.get("app")
-        runner: Runner | None = getattr(app.state, STATE_KEY, None) if app is not None else None
-        return runner
+        found = getattr(app.state, STATE_KEY, None) if app is not None else None
+        self._found = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

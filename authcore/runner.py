@@ -264,9 +264,12 @@ class Runner:
         reservations: list[Reservation] = []
         try:
             identity = await self._identify(request, trace)
-            start = perf_counter_ns()
-            self.policy.check(request.method, request.path, identity)
-            trace.add("route", None, "pass", None, perf_counter_ns() - start)
+            try:
+                self.policy.check(request.method, request.path, identity)
+            except AuthcoreError as error:
+                trace.add("route", None, "deny", error.reason_id, 0)
+                raise
+            trace.add("route", None, "pass", None, 0)
             denial: AuthcoreError | None = None
             for call in self._checks:
                 try:

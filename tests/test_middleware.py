@@ -176,6 +176,16 @@ def test_admin_routes(client: TestClient, key: str, method: str, status: int) ->
         assert response.json()["error"]["type"] == "permission_error"
 
 
+async def test_route_denial_is_in_the_trace() -> None:
+    runner = make_runner()
+    scope = {"type": "http", "method": "POST", "path": "/key/list", "headers": [(b"x-key", b"viewer")]}
+    result = await runner.authenticate(RequestContext(scope))
+    assert result.status_code == 403
+    assert ("route", None, "deny", "admin_only") in [
+        (s.stage, s.plugin, s.outcome, s.reason_id) for s in result.trace.steps
+    ]
+
+
 @pytest.mark.parametrize(("path", "status"), [("/ok", 200), ("/protected", 403), ("/okay", 403)])
 def test_identity_allowed_routes_narrow_access(client: TestClient, path: str, status: int) -> None:
     assert client.get(path, headers={"x-key": "narrow"}).status_code == status
