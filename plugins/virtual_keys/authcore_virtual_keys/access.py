@@ -1,8 +1,9 @@
-"""Which models a key and its team may call, and every model a request body names."""
+"""Which models a key and its team may call, access groups, and every model a request body names."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 ALL_TEAM_MODELS = "all-team-models"
@@ -26,6 +27,29 @@ def unrestricted(models: Iterable[str]) -> bool:
     """An empty list, `*` or `all-proxy-models` means no restriction at this level."""
     listed = tuple(models)
     return not listed or WILDCARD in listed or ALL_PROXY_MODELS in listed
+
+
+SPECIAL_NAMES = frozenset({ALL_TEAM_MODELS, ALL_PROXY_MODELS, WILDCARD})
+"""Names with a meaning of their own in a model list: never access groups or their members."""
+
+AccessGroups = Mapping[str, tuple[str, ...]]
+"""Access group name -> the model names and `prefix/*` patterns it stands for."""
+NO_GROUPS: AccessGroups = MappingProxyType({})
+
+
+def expand(models: tuple[str, ...], groups: AccessGroups) -> tuple[str, ...]:
+    """`models` with each access group name replaced by the group's members (order kept, no duplicates).
+
+    Groups are never empty and never nest (checked in the config), so a
+    restricting list stays restricting.
+    """
+    if not groups or not any(name in groups for name in models):
+        return models
+    expanded: dict[str, None] = {}
+    for name in models:
+        for member in groups.get(name, (name,)):
+            expanded[member] = None
+    return tuple(expanded)
 
 
 def listed(model: str, allowed: Iterable[str]) -> bool:

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from authcore import AuthcoreError, PluginRoute
 from authcore.responses import error_response
-from authcore_virtual_keys.access import ALL_TEAM_MODELS, listed, unrestricted
+from authcore_virtual_keys.access import ALL_TEAM_MODELS, NO_GROUPS, AccessGroups, expand, listed, unrestricted
 from authcore_virtual_keys.hashing import KEY_PREFIX, generate_key, is_token, key_id
 from authcore_virtual_keys.schemas import (
     NO_EXPIRY,
@@ -181,8 +181,9 @@ def _key_columns(fields: KeyFields, names: set[str]) -> dict[str, Any]:
 class AdminApi:
     """The admin endpoints of one plugin instance."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, access_groups: AccessGroups = NO_GROUPS) -> None:
         self._backend = backend
+        self._groups = access_groups
 
     def routes(self) -> list[PluginRoute]:
         post, get = ("POST",), ("GET",)
@@ -227,13 +228,7 @@ class AdminApi:
         team = await self._backend.store.get_team(team_id)
         if team is None:
             raise ApiError(400, f"Team {team_id!r} does not exist.", code="team_not_found", param="team_id")
-        team_models = tuple(team.get("models") or ())
-        if unrestricted(team_models):
-            return
-        for model in models or ():
-            if model != ALL_TEAM_MODELS and not listed(model, team_models):
-                message = f"Model {model!r} is not one of the team's models; a key cannot exceed its team."
-                raise ApiError(400, message, param="models")
+        _within(models, team.get("models"), "team", self._groups)
 
     async def _check_scopes(self, org_id: str | None, project_id: str | None, models: list[str] | None) -> str | None:
         """Organization and project must exist and allow the key's models. Returns the key's organization:
@@ -247,7 +242,7 @@ class AdminApi:
                 raise ApiError(
                     400, f"Project {project_id!r} does not exist.", code="project_not_found", param="project_id"
                 )
-            _within(models, project.get("models"), "project")
+            _within(models, project.get("models"), "project", self._groups)
             project_org = project.get("organization_id")
             if project_org is not None:
                 if org_id is not None and org_id != project_org:
@@ -259,7 +254,7 @@ class AdminApi:
             if org is None:
                 message = f"Organization {org_id!r} does not exist."
                 raise ApiError(400, message, code="organization_not_found", param="organization_id")
-            _within(models, org.get("models"), "organization")
+            _within(models, org.get("models"), "organization", self._groups)
         return org_id
 
     def _drop_key(self, tokens: list[str], graces: list[str]) -> None:
@@ -556,11 +551,12 @@ class AdminApi:
         self._backend.cache.invalidate_user(user_id)
 
 
-def _within(models: list[str] | None, allowed: Any, level: str) -> None:
-    allowed_models = tuple(allowed or ())
+def _within(models: list[str] | None, allowed: Any, level: str, groups: AccessGroups) -> None:
+    """Every model the key's list stands for (access groups expanded) must be allowed by the level's list."""
+    allowed_models = expand(tuple(allowed or ()), groups)
     if unrestricted(allowed_models):
         return
-    for model in models or ():
+    for model in expand(tuple(models or ()), groups):
         if model == ALL_TEAM_MODELS:
             continue
         if not listed(model, allowed_models):

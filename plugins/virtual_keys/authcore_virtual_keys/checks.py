@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from authcore import AuthcoreError, DependencyFailure, Forbidden, RequestContext
-from authcore_virtual_keys.access import key_allows, level_allows
+from authcore_virtual_keys.access import NO_GROUPS, AccessGroups, expand, key_allows, level_allows
 from authcore_virtual_keys.records import KeySnapshot
 from authcore_virtual_keys.store import KeyStore
 from authcore_virtual_keys.tables import end_users
@@ -25,8 +25,11 @@ class InvalidRequest(AuthcoreError):
     default_message = "Invalid request."
 
 
-def check_key(snapshot: KeySnapshot, models: Iterable[str]) -> None:
-    """Raise `Forbidden` when the key, its team or its user may not make this request."""
+def check_key(snapshot: KeySnapshot, models: Iterable[str], groups: AccessGroups = NO_GROUPS) -> None:
+    """Raise `Forbidden` when the key, its team or its user may not make this request.
+
+    Access group names in any model list stand for their members (`groups`).
+    """
     if snapshot.blocked:
         raise Forbidden("This key is blocked; an admin can unblock it.", reason_id="key_blocked", code="key_blocked")
     team = snapshot.team
@@ -44,10 +47,11 @@ def check_key(snapshot: KeySnapshot, models: Iterable[str]) -> None:
         raise Forbidden(message, reason_id="project_denied", code="project_denied")
     if snapshot.user is not None and snapshot.user.deactivated:
         raise Forbidden("This key's user is deactivated.", reason_id="user_deactivated", code="user_deactivated")
-    team_models = team.models if team is not None else None
-    scopes = snapshot.scope_models()
+    key_models = expand(snapshot.models, groups)
+    team_models = expand(team.models, groups) if team is not None else None
+    scopes = tuple(expand(scope, groups) for scope in snapshot.scope_models())
     for model in models:
-        allowed = key_allows(snapshot.models, team_models, model)
+        allowed = key_allows(key_models, team_models, model)
         if not allowed or not all(level_allows(scope, model) for scope in scopes):
             shown = model if len(model) <= MAX_MODEL_NAME_IN_MESSAGE else model[:MAX_MODEL_NAME_IN_MESSAGE] + "..."
             raise Forbidden(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from types import MappingProxyType
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from authcore import ConfigurationError
+from authcore_virtual_keys.access import SPECIAL_NAMES, AccessGroups, listed
 
+GroupMember = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MIN_SECRET_LENGTH = 16
 WELL_KNOWN_MASTER_KEYS = frozenset({"sk-1234", "sk-12345", "sk-123456", "changeme", "password", "master_key"})
 """Keys copied from documentation examples; anyone can guess them."""
@@ -48,6 +51,33 @@ class VirtualKeysConfig(BaseModel):
             "created with /customer/new. Blocked end users are denied either way."
         ),
     )
+
+    model_access_groups: dict[GroupMember, Annotated[list[GroupMember], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description=(
+            "Access groups: a name usable in the `models` list of a key, team, organization or project, standing for "
+            "these model names or `prefix/*` patterns. Groups do not nest."
+        ),
+    )
+
+    @field_validator("model_access_groups")
+    @classmethod
+    def _groups(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        members = {member for listed_models in groups.values() for member in listed_models}
+        for name, listed_models in groups.items():
+            if name in SPECIAL_NAMES or "*" in name:
+                raise ValueError(f"access group name {name!r} is reserved or a pattern")
+            special = SPECIAL_NAMES.intersection(listed_models)
+            if special:
+                raise ValueError(f"access group {name!r} lists {sorted(special)[0]!r}; list models or 'prefix/*'")
+            # A name that is also a model (or matched by a pattern) would be ambiguous, and would let groups nest.
+            if listed(name, members):
+                raise ValueError(f"access group name {name!r} is also listed as a model; groups do not nest")
+        return groups
+
+    def access_groups(self) -> AccessGroups:
+        """The groups as a read-only mapping of tuples, for the checks."""
+        return MappingProxyType({name: tuple(models) for name, models in self.model_access_groups.items()})
 
 
 def check_secrets(config: VirtualKeysConfig) -> None:

@@ -59,7 +59,8 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
             negative_size=config.negative_cache_size,
         )
         self._state_key = f"authcore_virtual_keys:{name}"
-        self._admin = AdminApi(self)
+        self._access_groups = config.access_groups()
+        self._admin = AdminApi(self, self._access_groups)
         self._end_users = EndUserCheck(lambda: self.store, validate=config.validate_end_users)
 
     # -- what the admin API uses --------------------------------------------
@@ -129,7 +130,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if snapshot.expired(datetime.now(UTC)):
             raise InvalidCredentials(reason_id="expired_key")
         request.state[self._state_key] = snapshot
-        return snapshot.identity(self.name)
+        return snapshot.identity(self.name, self._access_groups)
 
     @hookimpl
     async def post_checks(self, request: RequestContext, identity: Identity) -> None:
@@ -151,4 +152,4 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
                     models.extend(body_models(await request.json()))
                 except UnreadableModels as error:
                     raise InvalidRequest(str(error), reason_id="unreadable_models", param="fallbacks") from None
-        check_key(resolved, models)
+        check_key(resolved, models, self._access_groups)

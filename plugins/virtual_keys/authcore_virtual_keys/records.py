@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from authcore import Identity
-from authcore_virtual_keys.access import ALL_TEAM_MODELS, unrestricted
+from authcore_virtual_keys.access import ALL_TEAM_MODELS, NO_GROUPS, AccessGroups, expand, unrestricted
 from authcore_virtual_keys.hashing import key_id
 
 LIMIT_FIELDS = (
@@ -20,8 +20,13 @@ LIMIT_FIELDS = (
     "tpm_limit",
     "rpm_limit",
     "max_parallel_requests",
+    "temp_budget_increase",
+    "temp_budget_expiry",
 )
-"""Key columns handed to other plugins (budgets) through `Identity.limits`; not enforced here."""
+"""Key columns handed to other plugins (budgets) through `Identity.limits`; not enforced here.
+
+Datetimes (`temp_budget_expiry`) are passed as ISO-8601 strings in UTC.
+"""
 
 
 def freeze(value: Any) -> Any:
@@ -94,8 +99,8 @@ class KeySnapshot:
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 
-    def identity(self, plugin: str) -> Identity:
-        """The principal this key stands for."""
+    def identity(self, plugin: str, groups: AccessGroups = NO_GROUPS) -> Identity:
+        """The principal this key stands for; access group names in its model list are expanded."""
         return Identity(
             auth_method="api_key",
             plugin=plugin,
@@ -106,7 +111,7 @@ class KeySnapshot:
             role=self.user.role if self.user is not None else None,
             key_id=key_id(self.token),
             key_alias=self.key_alias,
-            models=self.identity_models(),
+            models=self.identity_models(groups),
             allowed_routes=self.allowed_routes,
             limits=self.limits,
             metadata=self.metadata,
@@ -124,21 +129,25 @@ class KeySnapshot:
             return True
         return self.team is not None and not unrestricted(self.team.models)
 
-    def identity_models(self) -> tuple[str, ...] | None:
+    def identity_models(self, groups: AccessGroups = NO_GROUPS) -> tuple[str, ...] | None:
         """The narrower declared list: the key's, else the team's; `None` when neither restricts.
 
-        Informative for other plugins: this plugin's checks apply every list
-        (key, team, organization, project).
+        Informative for other plugins (the gateway filters `/v1/models` by it):
+        this plugin's checks apply every list (key, team, organization, project).
+        Access group names stand for their members here too.
         """
-        if self.models and ALL_TEAM_MODELS not in self.models and not unrestricted(self.models):
-            return self.models
-        if self.team is not None and self.team.models and not unrestricted(self.team.models):
-            return self.team.models
-        if ALL_TEAM_MODELS in self.models and self.team is None:
+        key_models = expand(self.models, groups)
+        if key_models and ALL_TEAM_MODELS not in key_models and not unrestricted(key_models):
+            return key_models
+        if self.team is not None:
+            team_models = expand(self.team.models, groups)
+            if team_models and not unrestricted(team_models):
+                return team_models
+        if ALL_TEAM_MODELS in key_models and self.team is None:
             return ()
         for models in self.scope_models():
             if models and not unrestricted(models):
-                return models
+                return expand(models, groups)
         return None
 
 
@@ -174,12 +183,20 @@ def snapshot_from_row(row: Mapping[str, Any]) -> KeySnapshot:
         org_id=row.get("org_id"),
         project_id=row.get("project_id"),
         metadata=freeze(row.get("metadata") or {}),
-        limits=MappingProxyType({name: row[name] for name in LIMIT_FIELDS if row.get(name) is not None}),
+        limits=MappingProxyType({name: _limit(row[name]) for name in LIMIT_FIELDS if row.get(name) is not None}),
         team=team,
         user=user,
         org=org,
         project=project,
     )
+
+
+def _limit(value: Any) -> Any:
+    if isinstance(value, datetime):
+        utc = as_utc(value)
+        assert utc is not None
+        return utc.isoformat()
+    return value
 
 
 def _scope(row: Mapping[str, Any], id_column: str, models_column: str, blocked_column: str) -> ScopeRecord | None:

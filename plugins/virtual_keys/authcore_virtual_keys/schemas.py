@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
@@ -71,6 +71,32 @@ class KeyFields(_Request):
     max_parallel_requests: int | None = Field(None, ge=0)
     model_max_budget: dict[str, Any] | None = None
     blocked: bool | None = None
+    temp_budget_increase: float | None = Field(
+        None, ge=0, description="Added to max_budget until temp_budget_expiry (read by the budgets plugin)."
+    )
+    temp_budget_expiry: datetime | None = Field(
+        None, description="ISO-8601 end of temp_budget_increase, in the future; UTC when no offset is given."
+    )
+
+    @field_validator("temp_budget_expiry")
+    @classmethod
+    def _temp_expiry(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError("temp_budget_expiry must be in the future")
+        return value
+
+    @model_validator(mode="after")
+    def _temp_budget_pair(self) -> KeyFields:
+        # One without the other would leave an increase that never ends, or an end with nothing to end.
+        given = {"temp_budget_increase", "temp_budget_expiry"} & self.model_fields_set
+        if given and (len(given) == 1 or (self.temp_budget_increase is None) != (self.temp_budget_expiry is None)):
+            raise ValueError(
+                "temp_budget_increase and temp_budget_expiry are set together (both values, or both null to clear)"
+            )
+        return self
 
     @field_validator("duration", "budget_duration")
     @classmethod

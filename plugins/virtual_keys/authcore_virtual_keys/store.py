@@ -51,7 +51,7 @@ _LOOKUP = _lookup_query()
 
 def _row(mapping: Mapping[Any, Any]) -> Row:
     row = dict(mapping)
-    for name in ("expires_at", "created_at", "updated_at"):
+    for name in ("expires_at", "created_at", "updated_at", "temp_budget_expiry"):
         if name in row:
             row[name] = as_utc(row[name])
     return row

@@ -38,6 +38,8 @@ keys = Table(
     Column("model_max_budget", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=True),
+    Column("temp_budget_increase", Float, nullable=True, comment="Added to max_budget until temp_budget_expiry"),
+    Column("temp_budget_expiry", DateTime(timezone=True), nullable=True),
 )
 
 teams = Table(

@@ -40,6 +40,8 @@ def key_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "rpm_limit": row.get("rpm_limit"),
         "max_parallel_requests": row.get("max_parallel_requests"),
         "model_max_budget": row.get("model_max_budget"),
+        "temp_budget_increase": row.get("temp_budget_increase"),
+        "temp_budget_expiry": _iso(row.get("temp_budget_expiry")),
         "created_at": _iso(row.get("created_at")),
         "updated_at": _iso(row.get("updated_at")),
     }

@@ -66,6 +66,8 @@ async def test_tables_from_the_first_release_are_adopted(engine: AsyncEngine) ->
         table.to_metadata(first_release)
     async with engine.begin() as connection:
         await connection.run_sync(first_release.create_all)
+        for added_later in ("temp_budget_increase", "temp_budget_expiry"):
+            await connection.execute(text(f"ALTER TABLE vk_keys DROP COLUMN {added_later}"))
         await connection.execute(
             users.insert().values(user_id="u1", deactivated=False, metadata={}, created_at=datetime.now(UTC))
         )
@@ -109,7 +111,7 @@ async def test_concurrent_upgrades_on_postgres_do_not_fail(authcore_postgres_url
 async def test_migration_scripts_ship_inside_the_package() -> None:
     # Alembic finds its scripts next to the installed module, not in a checkout's alembic.ini.
     assert migrations.SCRIPT_LOCATION.endswith("authcore_virtual_keys/migrations")
-    assert migrations.head() == "0002_entities"
+    assert migrations.head() == "0003_temp_budget"
 
 
 async def test_start_up_without_create_schema_leaves_the_database_alone(make_gateway: GatewayFactory) -> None:
