@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Route
 
 from authcore.config import AuthcoreConfig, load_config
 from authcore.loader import TypeResolver
 from authcore.middleware import STATE_KEY
+from authcore.plugin_routes import StaticRoutes
 from authcore.resources import Resources
 from authcore.runner import Runner
 
@@ -48,9 +47,6 @@ def authcore_lifespan(
 
 
 def mount_plugin_routes(app: Starlette, runner: Runner) -> None:
-    """Add each plugin route to the app, ahead of the app's own routes."""
-    added: list[Any] = [
-        Route(route.path, route.endpoint, methods=list(route.methods), name=route.name)
-        for _, route in runner.plugin_routes
-    ]
-    app.router.routes[:0] = added
+    """Put the plugins' routes ahead of the app's own, as one dict-dispatched route."""
+    if runner.plugin_routes:
+        app.router.routes.insert(0, StaticRoutes(route for _, route in runner.plugin_routes))
