@@ -65,14 +65,20 @@ def check_key(snapshot: KeySnapshot, models: Iterable[str], groups: AccessGroups
 END_USER_HEADERS = ("x-litellm-customer-id", "x-litellm-end-user-id")
 """Headers naming the end user (customer) a request is made for, before the body's `user`."""
 MAX_END_USER_ID = 255
+# One pass over the raw header list, in precedence order: servers give lower-case names.
+_END_USER_HEADER_NAMES = tuple(name.encode() for name in END_USER_HEADERS)
 
 
 async def end_user_id(request: RequestContext) -> str | None:
     """The end user named by the headers, else by the JSON body's `user` (LiteLLM's precedence)."""
-    for header in END_USER_HEADERS:
-        value = request.headers.get(header)
-        if value:
-            return value
+    named: dict[bytes, bytes] = {}
+    for name, value in request.raw_headers:
+        if name in _END_USER_HEADER_NAMES:
+            named.setdefault(name, value)
+    for header in _END_USER_HEADER_NAMES:
+        raw = named.get(header)
+        if raw:
+            return raw.decode("latin-1")
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
     try:

@@ -34,7 +34,7 @@ class KeyHasher:
         data = raw_key.encode("utf-8", "surrogatepass")
         if self.mode == "hmac":
             assert self._secret is not None
-            return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
+            return hmac.digest(self._secret, data, "sha256").hex()
         return hashlib.sha256(data).hexdigest()
 
     def __repr__(self) -> str:

@@ -127,7 +127,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if snapshot is None:
             raise InvalidCredentials(reason_id="unknown_key")
         # Checked on every request, not when the cache was filled.
-        if snapshot.expired(datetime.now(UTC)):
+        if snapshot.expires_at is not None and snapshot.expired(datetime.now(UTC)):
             raise InvalidCredentials(reason_id="expired_key")
         request.state[self._state_key] = snapshot
         return snapshot.identity(self.name, self._access_groups)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -95,12 +95,23 @@ class KeySnapshot:
     user: UserRecord | None
     org: ScopeRecord | None = None
     project: ScopeRecord | None = None
+    _identities: dict[str, Identity] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """Identity per plugin instance, built once: the snapshot is immutable, so is its principal."""
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 
     def identity(self, plugin: str, groups: AccessGroups = NO_GROUPS) -> Identity:
-        """The principal this key stands for; access group names in its model list are expanded."""
+        """The principal this key stands for; access group names in its model list are expanded.
+
+        Built on first use and kept: `groups` is fixed per plugin instance.
+        """
+        found = self._identities.get(plugin)
+        if found is None:
+            found = self._identities[plugin] = self._build_identity(plugin, groups)
+        return found
+
+    def _build_identity(self, plugin: str, groups: AccessGroups) -> Identity:
         return Identity(
             auth_method="api_key",
             plugin=plugin,
