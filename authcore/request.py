@@ -113,6 +113,8 @@ class RequestContext:
         if self._json is _UNSET:
             raw = await self.body()
             try:
+                # Parsed from bytes exactly as Starlette's `Request.json()` does (BOM and
+                # UTF-16/32 detection included): checks must see the body the app will see.
                 self._json = json.loads(raw) if raw else None
             except (ValueError, UnicodeDecodeError):
                 self._json = None
