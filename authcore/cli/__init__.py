@@ -10,9 +10,12 @@ from collections.abc import Sequence
 
 from authcore.cli import explain, plugins_cmd, serve
 from authcore.cli.common import USAGE_ERROR, CliError, one_line
+from authcore.cli.extensions import register_extensions
 from authcore.errors import ConfigurationError
 
 __all__ = ["main"]
+
+BUILT_IN_COMMANDS = frozenset({"serve", "plugins", "explain"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands)
     plugins_cmd.register(commands)
     explain.register(commands)
+    # Installed extensions come last, so they can never replace a built-in command.
+    register_extensions(commands, reserved=BUILT_IN_COMMANDS)
     return parser
 
 
