@@ -3,11 +3,17 @@
 uvicorn --factory bench.bare_app:bare        # Starlette, one JSON route
 uvicorn --factory bench.bare_app:authcore    # the same behind AuthcoreMiddleware, 5 no-op plugins
 uvicorn --factory bench.bare_app:gateway     # authcore.gateway.app.create_app, 5 no-op plugins
+uvicorn --factory bench.bare_app:gateway_vk  # the bare route behind AuthcoreMiddleware, headers + virtual_keys
+uvicorn --factory bench.bare_app:gateway_vk_routes_last  # the same, plugin routes matched after the app's
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,7 +24,7 @@ from starlette.types import ASGIApp
 
 from authcore.lifespan import authcore_lifespan
 from authcore.middleware import AuthcoreMiddleware
-from bench.noop_plugins import five_plugin_config, one_plugin_config, resolver
+from bench.noop_plugins import API_KEY, five_plugin_config, one_plugin_config, resolver
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet"]
 _PAYLOAD = {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "bench"} for name in MODELS]}
@@ -68,3 +74,45 @@ def gateway() -> ASGIApp:
     module = importlib.import_module("authcore.gateway.app")
     app: ASGIApp = module.create_app(five_plugin_config(), resolve=resolver())
     return app
+
+
+def gateway_vk() -> ASGIApp:
+    """The bare route behind AuthcoreMiddleware with `headers` + `virtual_keys` on a fresh SQLite file.
+
+    At start-up the key `noop_plugins.API_KEY` (the value every variant is sent) is
+    created through the admin API, limited to two models; the request path then
+    serves it from the plugin's cache (one database read per `cache_ttl_s`).
+    """
+    return _gateway_vk(plugin_routes_last=False)
+
+
+def gateway_vk_routes_last() -> ASGIApp:
+    """`gateway_vk` with the plugin's 33 admin routes moved behind the app's own route.
+
+    A stand-in for a change to `authcore/lifespan.py`, which mounts plugin routes
+    ahead of the app's, so every request is first matched against each of them.
+    """
+    return _gateway_vk(plugin_routes_last=True)
+
+
+def _gateway_vk(*, plugin_routes_last: bool) -> ASGIApp:
+    # Imported here: the other factories must not need the plugin installed.
+    from bench.vk_setup import create_key, vk_config, vk_resolver
+
+    directory = tempfile.mkdtemp(prefix="authcore-bench-vk-")
+    auth = authcore_lifespan(vk_config(f"sqlite+aiosqlite:///{directory}/keys.db"), resolve=vk_resolver())
+    own = routes()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            async with auth(app):
+                if plugin_routes_last:
+                    mounted = [route for route in app.router.routes if route not in own]
+                    app.router.routes[:] = [*own, *mounted]
+                await create_key(app, API_KEY)
+                yield
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    return Starlette(routes=own, middleware=[Middleware(AuthcoreMiddleware)], lifespan=lifespan)

@@ -7,7 +7,7 @@ the median of the per-round ratios to bare Starlette, since absolute req/s
 moves a lot between rounds on a shared VM. Each round also reads the server's
 CPU time from /proc, giving server CPU per request.
 
-    uv run python -m bench.http_throughput [--duration 10] [--rounds 3] [--json]
+    uv run python -m bench.http_throughput [--duration 10] [--rounds 3] [--with-vk] [--json]
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from bench.noop_plugins import API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.8
+TARGET_RATIOS = {"gateway_vk": 0.75}
+"""Targets other than TARGET_RATIO (issue #3: a cached virtual key keeps at least 0.75x bare)."""
 HOST = "127.0.0.1"
 PATH = "/v1/models"
 AUTH_HEADER = f"Authorization: Bearer {API_KEY}"
@@ -201,6 +203,14 @@ def _wrk(wrk: str, variant: Variant, duration: int, threads: int, connections: i
     return WrkResult(rps, total, non_2xx, errors, latency, per_request, os.getloadavg()[0])
 
 
+def _vk_variant() -> Variant:
+    return Variant(
+        "gateway_vk",
+        "bench.bare_app:gateway_vk",
+        "+ AuthcoreMiddleware, headers + virtual_keys (SQLite), the sent key cached",
+    )
+
+
 def _variants(include_gateway: bool) -> list[Variant]:
     variants = [
         Variant("bare", "bench.bare_app:bare", "Starlette, one JSON route"),
@@ -222,7 +232,8 @@ def _extra(spec: str) -> Variant:
 def run(args: argparse.Namespace) -> list[VariantSummary]:
     wrk = shutil.which("wrk") or "/usr/bin/wrk"
     include_gateway = not args.no_gateway and gateway_available()
-    variants = _variants(include_gateway) + [_extra(spec) for spec in args.variant]
+    variants = _variants(include_gateway) + ([_vk_variant()] if args.with_vk else [])
+    variants += [_extra(spec) for spec in args.variant]
     summaries = {v.name: VariantSummary(v.name, v.description) for v in variants}
     with _servers(variants):
         for variant in variants if args.warmup > 0 else ():
@@ -271,9 +282,10 @@ def _report(summaries: list[VariantSummary]) -> str:
     for s in summaries:
         if s.name != "bare":
             ratio = statistics.median(s.ratios)
-            verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
+            target = TARGET_RATIOS.get(s.name, TARGET_RATIO)
+            verdict = "meets" if ratio >= target else "MISSES"
             per_round = ", ".join(f"{r:.3f}" for r in s.ratios)
-            lines.append(f"{s.name}: median ratio {ratio:.3f} ({per_round}) {verdict} the {TARGET_RATIO}x target")
+            lines.append(f"{s.name}: median ratio {ratio:.3f} ({per_round}) {verdict} the {target}x target")
             if s.cpu_ratios:
                 cpu_ratio = statistics.median(s.cpu_ratios)
                 per_round = ", ".join(f"{r:.3f}" for r in s.cpu_ratios)
@@ -291,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-gateway", action="store_true", help="skip the gateway variant even if it exists")
+    parser.add_argument(
+        "--with-vk",
+        action="store_true",
+        help="also serve gateway_vk: headers + virtual_keys, the key wrk sends created at start-up",
+    )
     parser.add_argument(
         "--variant",
         action="append",

@@ -41,6 +41,7 @@ class Accountant:
 
     async def reserve(self, request_id: str, counters: Sequence[Counter], amount: int) -> ReserveOutcome:
         """Hold `amount` on every counter or on none, loading counters the store does not have yet."""
+        self.ledger.check_backlog()
         for _ in range(LOAD_ATTEMPTS):
             outcome = await self.store.reserve(request_id, counters, amount, self.hold_ms)
             if not outcome.missing:
@@ -64,22 +65,20 @@ class Accountant:
     async def commit(self, held: BudgetReservation, usage: Usage | None) -> None:
         # Without usage the upper bound is charged: the request ran and its cost is unknown.
         actual = held.amount if usage is None else self.pricer.actual(held.model, usage)
+        charge = Charge(held.request_id, actual, held.model, held.columns, held.reserved_at_ms)
         if not held.counters:
             # Spend-tracking only (no budget applied): the ledger row is the whole settlement.
-            await self.ledger.record(Charge(held.request_id, actual, held.model, held.columns, held.reserved_at_ms))
+            self.ledger.submit(charge)
             return
-        charge = Charge(held.request_id, actual, held.model, held.columns, held.reserved_at_ms)
-        # Ledger first: if the process dies next, the durable record is right and the hold expires.
         try:
-            await self.ledger.record(charge)
-        except Exception:
-            # The counters must still learn the charge, or the budget would be spent twice.
-            await self.store.settle(held.request_id, held.counters, actual)
-            logger.error("budgets: charge of request %s not written to the ledger", held.request_id)
+            spends = await self.store.settle(held.request_id, held.counters, actual)
+        except BaseException:
+            # The durable record must still learn the charge (a repeated one is skipped by request id).
+            self.ledger.submit(charge)
             raise
-        spends = await self.store.settle(held.request_id, held.counters, actual)
         if spends is None:
-            return
+            return  # already settled: its charge is already recorded
+        self.ledger.submit(charge)
         for counter, spend in zip(held.counters, spends, strict=True):
             soft = counter.rule.soft
             if soft is not None and spend >= 0 and spend - actual <= soft < spend:

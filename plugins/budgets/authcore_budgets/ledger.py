@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authcore_budgets.entities import LedgerFilter
 from authcore_budgets.tables import ledger, metadata
+
+logger = logging.getLogger("authcore.budgets")
+
+BATCH_DELAY_S = 0.05
+"""How long a settled charge may wait before its batch is written (the window a crash can lose)."""
+MAX_BATCH = 500
+MAX_BACKLOG = 50_000
+"""Queued charges beyond which budgeted requests are refused (503) until the database catches up."""
+RETRY_S = 1.0
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,35 +39,123 @@ class Charge:
     reserved_at_ms: int
 
 
-class Ledger:
-    """Writes charges once per request id and sums them per budget window."""
+class LedgerBacklog(Exception):
+    """Too many settled charges are waiting to be written: the database is not keeping up or is down."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+_IDENTITY_COLUMNS = ("key_id", "team_id", "user_id", "org_id", "end_user_id")
+
+
+class Ledger:
+    """Writes charges once per request id and sums them per budget window.
+
+    Charges are written in batches by a background task (`submit` never waits for
+    the database): one multi-row INSERT per `BATCH_DELAY_S`, instead of one
+    transaction per request. A charge is durable once its batch commits; until
+    then it is in `backlog`. Sums (`total`) write the backlog first, so a counter
+    rebuilt in this process never misses a charge settled here. A failed batch
+    stays queued and is retried; past `MAX_BACKLOG` waiting charges, budgeted
+    requests are refused (`LedgerBacklog`) rather than admitted unrecorded.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, delay_s: float = BATCH_DELAY_S) -> None:
         self._engine = engine
+        self._delay_s = delay_s
+        self._pending: list[dict[str, object]] = []
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     async def create_schema(self) -> None:
         async with self._engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
 
-    async def record(self, charge: Charge) -> bool:
-        """Insert the charge; `False` when this request id was already recorded (a repeated settlement)."""
-        values = {
-            "request_id": charge.request_id,
-            "amount_micros": charge.amount_micros,
-            "model": charge.model,
-            "reserved_at_ms": charge.reserved_at_ms,
-            "created_at": datetime.now(UTC),
-            **{name: value for name, value in charge.columns.items() if name in ledger.c},
-        }
+    @property
+    def backlog(self) -> int:
+        """Charges submitted but not yet committed."""
+        return len(self._pending)
+
+    def check_backlog(self) -> None:
+        if len(self._pending) >= MAX_BACKLOG:
+            raise LedgerBacklog
+
+    def submit(self, charge: Charge) -> None:
+        """Queue the charge; the background writer commits it within about `BATCH_DELAY_S`."""
+        row: dict[str, object] = dict.fromkeys(_IDENTITY_COLUMNS)
+        row.update(
+            request_id=charge.request_id,
+            amount_micros=charge.amount_micros,
+            model=charge.model,
+            reserved_at_ms=charge.reserved_at_ms,
+            created_at=datetime.now(UTC),
+        )
+        row.update((name, value) for name, value in charge.columns.items() if name in row)
+        self._pending.append(row)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._write_soon())
+
+    async def _write_soon(self) -> None:
+        try:
+            while self._pending:
+                # Wait before each batch, also after one: charges settled meanwhile join the next batch.
+                await asyncio.sleep(self._delay_s)
+                try:
+                    await self._write_queued()
+                except SQLAlchemyError as error:
+                    logger.error(
+                        "budgets: %d ledger charges not written (%s); retrying in %.0fs",
+                        len(self._pending),
+                        type(error).__name__,
+                        RETRY_S,
+                    )
+                    await asyncio.sleep(RETRY_S)
+        finally:
+            self._task = None
+
+    async def flush(self) -> None:
+        """Commit every queued charge, also those queued meanwhile (a repeated request id is skipped)."""
+        while self._pending:
+            await self._write_queued()
+
+    async def _write_queued(self) -> None:
+        """Commit the charges queued now (those queued meanwhile wait for the next batch)."""
+        async with self._lock:
+            count = len(self._pending)
+            while count > 0:
+                # Only appends happen meanwhile, so the batch stays the list's prefix.
+                batch = self._pending[: min(count, MAX_BATCH)]
+                await self._write(batch)
+                del self._pending[: len(batch)]
+                count -= len(batch)
+
+    async def _write(self, batch: list[dict[str, object]]) -> None:
         try:
             async with self._engine.begin() as connection:
-                await connection.execute(insert(ledger).values(**values))
+                await connection.execute(insert(ledger), batch)
         except IntegrityError:
-            return False
-        return True
+            # A repeated settlement in the batch: write the rest one by one.
+            for row in batch:
+                try:
+                    async with self._engine.begin() as connection:
+                        await connection.execute(insert(ledger), [row])
+                except IntegrityError:
+                    continue
+
+    async def aclose(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Write what is queued (at shutdown); charges that cannot be written are counted in the log."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.flush()
+        except (SQLAlchemyError, TimeoutError) as error:
+            logger.error("budgets: %d ledger charges lost at shutdown (%s)", len(self._pending), type(error).__name__)
 
     async def total(self, where: LedgerFilter, exclude: Collection[str] = ()) -> int:
-        """Micro-USD recorded for a budget window, leaving out `exclude` request ids."""
+        """Micro-USD recorded for a budget window, leaving out `exclude` request ids (queued charges first written)."""
+        await self.flush()
         conditions = [ledger.c[column] == value for column, value in where.columns]
         if where.model is not None:
             conditions.append(ledger.c.model == where.model)

@@ -1,6 +1,6 @@
 """Budgets of teams, users, team members, organisations, end users (and extra key budgets), stored in SQL.
 
-The auth path reads them from a snapshot refreshed every `limits_refresh_s`;
+The auth path reads them from a snapshot a background task refreshes every `limits_refresh_s`;
 changes made through this process's admin API apply at once, other replicas
 see them within that interval.
 """
@@ -8,6 +8,8 @@ see them within that interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,11 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authcore_budgets.config import parse_duration
 from authcore_budgets.entities import NO_LIMIT, BudgetRule
 from authcore_budgets.tables import limits
+
+logger = logging.getLogger("authcore.budgets")
 
 STORED_ENTITIES = ("key", "team", "user", "team_member", "org", "end_user")
 
@@ -78,64 +83,121 @@ class StoredBudget:
         }
 
 
+class LimitsUnavailable(Exception):
+    """The stored budgets could not be read recently enough to be trusted."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsView:
+    """What the auth path needs from one snapshot, computed once per reload (or temporary-increase expiry)."""
+
+    version: int
+    rules: Mapping[tuple[str, str], list[BudgetRule]]
+    rates: Mapping[tuple[str, str], list[dict[str, int]]]
+    valid_until: datetime | None
+    """When a temporary increase in `rules` expires (the view is then recomputed)."""
+
+
+def _view(version: int, snapshot: Mapping[tuple[str, str], list[StoredBudget]], now: datetime) -> LimitsView:
+    rules: dict[tuple[str, str], list[BudgetRule]] = {}
+    rates: dict[tuple[str, str], list[dict[str, int]]] = {}
+    valid_until: datetime | None = None
+    for where, rows in snapshot.items():
+        for row in rows:
+            rule = row.rule(now)
+            if rule is not None:
+                rules.setdefault(where, []).append(rule)
+            values = row.rate_values()
+            if values:
+                rates.setdefault(where, []).append(values)
+            expires = _utc(row.temp_increase_expires_at)
+            if row.temp_increase_micros and expires is not None and now < expires:
+                valid_until = expires if valid_until is None else min(valid_until, expires)
+    return LimitsView(version, rules, rates, valid_until)
+
+
 class LimitsStore:
-    """Reads and writes `budget_limits`, with a refreshed in-memory snapshot for the auth path."""
+    """Reads and writes `budget_limits`; the auth path reads a snapshot that a background task refreshes.
+
+    The request path never waits for the database: `view()` is synchronous. A
+    snapshot older than `stale_after_s` (the refresh kept failing) is not used:
+    budgeted requests then fail closed, as they would on a database error.
+    """
 
     def __init__(self, engine: AsyncEngine, refresh_s: float) -> None:
         self._engine = engine
         self._refresh_s = refresh_s
+        self.stale_after_s = max(3 * refresh_s, refresh_s + 5.0)
         self._snapshot: dict[tuple[str, str], list[StoredBudget]] = {}
         self._loaded_at: float | None = None
+        self._version = 0
+        self._view: LimitsView | None = None
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load once (a failure is logged; requests fail closed until a refresh succeeds), then keep refreshing."""
+        try:
+            await self.reload()
+        except SQLAlchemyError as error:
+            logger.warning("budgets: stored budgets not readable at start-up (%s)", type(error).__name__)
+        self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                await self.reload()
+            except SQLAlchemyError as error:
+                logger.warning("budgets: could not refresh stored budgets (%s)", type(error).__name__)
+
+    def view(self, now_ms: int) -> LimitsView:
+        """The current snapshot's rules and rate limits; raises `LimitsUnavailable` when it is too old."""
+        if self._loaded_at is None or time.monotonic() - self._loaded_at > self.stale_after_s:
+            raise LimitsUnavailable
+        view = self._view
+        if view is None or (view.valid_until is not None and now_ms >= view.valid_until.timestamp() * 1000):
+            # A temporary increase ran out: recompute from the rows (no I/O).
+            view = self._view = _view(self._version, self._snapshot, datetime.fromtimestamp(now_ms / 1000, UTC))
+        return view
 
     async def snapshot(self) -> Mapping[tuple[str, str], list[StoredBudget]]:
-        """Every stored budget by (entity, id); re-read when older than the refresh interval."""
-        if self._loaded_at is not None and time.monotonic() - self._loaded_at < self._refresh_s:
-            return self._snapshot
-        async with self._lock:
-            if self._loaded_at is None or time.monotonic() - self._loaded_at >= self._refresh_s:
-                await self._reload()
+        """Every stored budget by (entity, id), as last read."""
+        if self._loaded_at is None:
+            await self.reload()
         return self._snapshot
 
-    async def rules(self, now: datetime) -> dict[tuple[str, str], list[BudgetRule]]:
-        found: dict[tuple[str, str], list[BudgetRule]] = {}
-        for where, rows in (await self.snapshot()).items():
+    async def reload(self) -> None:
+        async with self._lock:
+            async with self._engine.connect() as connection:
+                rows = (await connection.execute(select(limits))).mappings().all()
+            snapshot: dict[tuple[str, str], list[StoredBudget]] = {}
             for row in rows:
-                rule = row.rule(now)
-                if rule is not None:
-                    found.setdefault(where, []).append(rule)
-        return found
-
-    async def rate_values(self) -> dict[tuple[str, str], list[dict[str, int]]]:
-        found: dict[tuple[str, str], list[dict[str, int]]] = {}
-        for where, rows in (await self.snapshot()).items():
-            for row in rows:
-                values = row.rate_values()
-                if values:
-                    found.setdefault(where, []).append(values)
-        return found
-
-    async def _reload(self) -> None:
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(select(limits))).mappings().all()
-        snapshot: dict[tuple[str, str], list[StoredBudget]] = {}
-        for row in rows:
-            stored = StoredBudget(
-                row["entity"],
-                row["entity_id"],
-                row["model"] or None,
-                row["max_budget_micros"],
-                row["soft_budget_micros"],
-                row["budget_duration"],
-                row["temp_increase_micros"],
-                row["temp_increase_expires_at"],
-                row["rpm_limit"],
-                row["tpm_limit"],
-                row["max_parallel_requests"],
-            )
-            snapshot.setdefault((stored.entity, stored.entity_id), []).append(stored)
-        self._snapshot = snapshot
-        self._loaded_at = time.monotonic()
+                stored = StoredBudget(
+                    row["entity"],
+                    row["entity_id"],
+                    row["model"] or None,
+                    row["max_budget_micros"],
+                    row["soft_budget_micros"],
+                    row["budget_duration"],
+                    row["temp_increase_micros"],
+                    row["temp_increase_expires_at"],
+                    row["rpm_limit"],
+                    row["tpm_limit"],
+                    row["max_parallel_requests"],
+                )
+                snapshot.setdefault((stored.entity, stored.entity_id), []).append(stored)
+            self._snapshot = snapshot
+            self._version += 1
+            self._view = None
+            self._loaded_at = time.monotonic()
 
     async def put(self, budget: StoredBudget) -> None:
         """Insert or replace one budget, then re-read the snapshot."""
@@ -155,13 +217,11 @@ class LimitsStore:
         async with self._engine.begin() as connection:
             await connection.execute(delete(limits).where(*(limits.c[name] == value for name, value in key.items())))
             await connection.execute(limits.insert().values(**values))
-        async with self._lock:
-            await self._reload()
+        await self.reload()
 
     async def remove(self, entity: str, entity_id: str, model: str | None) -> bool:
         condition = (limits.c.entity == entity, limits.c.entity_id == entity_id, limits.c.model == (model or ""))
         async with self._engine.begin() as connection:
             result = await connection.execute(delete(limits).where(*condition))
-        async with self._lock:
-            await self._reload()
+        await self.reload()
         return bool(result.rowcount)

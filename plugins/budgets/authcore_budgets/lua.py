@@ -16,27 +16,29 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rid, amount, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local need = tonumber(amount)
 local missing = {}
+local states = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('HEXISTS', key, 'i') == 0 then missing[#missing + 1] = i end
+  local state = redis.call('HMGET', key, 'i', 'spent', 'reserved')
+  if not state[1] then missing[#missing + 1] = i end
+  states[i] = state
 end
 if #missing > 0 then return {2, missing} end
 for i, key in ipairs(KEYS) do
   local holds = key .. ':h'
+  local reserved = tonumber(states[i][3] or '0')
   local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
-  for _, old in ipairs(expired) do
-    local held = redis.call('HGET', key, 'h:' .. old)
-    if held then
-      redis.call('HINCRBY', key, 'reserved', '-' .. held)
-      redis.call('HDEL', key, 'h:' .. old)
+  if #expired > 0 then
+    for _, old in ipairs(expired) do
+      local held = redis.call('HGET', key, 'h:' .. old)
+      if held then
+        reserved = redis.call('HINCRBY', key, 'reserved', '-' .. held)
+        redis.call('HDEL', key, 'h:' .. old)
+      end
     end
+    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
   end
-  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', holds, '-inf', now) end
   local limit = tonumber(ARGV[2 + 2 * i])
-  if limit >= 0 then
-    local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
-    local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
-    if spent + reserved + need > limit then return {1, i} end
-  end
+  if limit >= 0 and tonumber(states[i][2] or '0') + reserved + need > limit then return {1, i} end
 end
 for i, key in ipairs(KEYS) do
   redis.call('HINCRBY', key, 'reserved', amount)
@@ -123,10 +125,10 @@ for i, key in ipairs(KEYS) do
     local tat = tonumber(redis.call('GET', key) or '0')
     if tat < now then tat = now end
     if kind == 'rpm' then
-      if tat + step - now > window then return {1, i, math.floor((tat + step - now - window) / 1000) + 1} end
+      if tat + step - now > window then return {1, i, math.max(1, math.ceil((tat + step - now - window) / 1000))} end
       tats[i] = tat + step
     elseif tat - now >= window then
-      return {1, i, math.floor((tat - now - window) / 1000) + 1}
+      return {1, i, math.max(1, math.ceil((tat - now - window) / 1000))}
     end
   end
 end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -72,9 +73,13 @@ class MemoryStore:
         for name, entry in list(self._entries.items()):
             if entry.expire_at_ms and entry.expire_at_ms <= now:
                 del self._entries[name]
-        for request_id, expires in list(self._done.items()):
-            if expires <= now:
-                del self._done[request_id]
+        # Markers are inserted in expiry order (one TTL), so the expired ones are at the front.
+        done = self._done
+        while done:
+            request_id = next(iter(done))
+            if done[request_id] > now:
+                break
+            del done[request_id]
 
     async def reserve(self, request_id: str, counters: Sequence[Counter], amount: int, hold_ms: int) -> ReserveOutcome:
         now = self._clock()
@@ -153,10 +158,10 @@ class MemoryStore:
             if limit.kind == "rpm":
                 tat += interval_us(limit)
                 if tat - now > WINDOW_US:
-                    return RateOutcome(False, index, int((tat - now - WINDOW_US) // 1000) + 1)
+                    return RateOutcome(False, index, max(1, math.ceil((tat - now - WINDOW_US) / 1000)))
                 after[limit.name] = tat
             elif tat - now >= WINDOW_US:
-                return RateOutcome(False, index, int((tat - now - WINDOW_US) // 1000) + 1)
+                return RateOutcome(False, index, max(1, math.ceil((tat - now - WINDOW_US) / 1000)))
         for limit in limits:
             if limit.kind == "parallel":
                 self._slots.setdefault(limit.name, {})[request_id] = now_ms + hold_ms

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import time
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 from redis.exceptions import RedisError
@@ -38,20 +37,30 @@ from authcore_budgets.entities import (
     identity_columns,
     limit_micros,
 )
-from authcore_budgets.ledger import Ledger
-from authcore_budgets.limits_store import LimitsStore
+from authcore_budgets.ledger import Ledger, LedgerBacklog
+from authcore_budgets.limits_store import LimitsStore, LimitsUnavailable, LimitsView
 from authcore_budgets.memory_store import MemoryStore
+from authcore_budgets.plans import Plan, PlanCache
 from authcore_budgets.pricing import Pricer, UnpricedModel
 from authcore_budgets.ratelimits import applicable_rate_limits
 from authcore_budgets.ratelimits import distinct as distinct_rates
 from authcore_budgets.ratelimits import headers_for as rate_headers
-from authcore_budgets.redis_store import RedisStore
+from authcore_budgets.redis_store import RedisStore, dedicated_client
 from authcore_budgets.webhook import AlertWebhook
 from authcore_budgets.worker_lock import WorkerLock, default_lock_path
 
 logger = logging.getLogger("authcore.budgets")
 
-STORE_FAILURES = (RedisError, OSError, TimeoutError, SQLAlchemyError, CountersNotLoaded, ConfigurationError)
+STORE_FAILURES = (
+    RedisError,
+    OSError,
+    TimeoutError,
+    SQLAlchemyError,
+    CountersNotLoaded,
+    ConfigurationError,
+    LimitsUnavailable,
+    LedgerBacklog,
+)
 """What makes the counters unknowable for a request: it is then refused (503), or admitted with `fail_open`."""
 DONE_MARKER_S = 86_400
 """How long a settled request id is remembered, so a repeated settlement changes nothing."""
@@ -83,6 +92,10 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         self._context: PluginContext | None = None
         self._webhook: AlertWebhook | None = None
         self._admin = AdminApi(self)
+        self._plans = PlanCache()
+        # Request ids: unique across replicas and restarts, cheaper than a uuid4 per request.
+        self._id_prefix = secrets.token_hex(8)
+        self._ids = itertools.count(1)
 
     @staticmethod
     def _global_rule(config: BudgetsConfig) -> BudgetRule | None:
@@ -123,12 +136,12 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         ledger = Ledger(engine)
         if self.config.create_schema:
             await ledger.create_schema()
-        self._limits = LimitsStore(engine, self.config.limits_refresh_s)
-        client = resources.redis()
+        limits_store = LimitsStore(engine, self.config.limits_refresh_s)
+        shared = resources.redis()
         store: RedisStore | MemoryStore
-        if client is not None:
+        if shared is not None:
             store = RedisStore(
-                client,
+                dedicated_client(shared),
                 resources.redis_prefix,
                 timeout_s=self.config.store_timeout_s,
                 done_ttl_ms=DONE_MARKER_S * 1000,
@@ -153,16 +166,21 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         if self.config.soft_budget_webhook_url is not None:
             url = self.config.soft_budget_webhook_url.get_secret_value()
             self._webhook = AlertWebhook(url, self.config.webhook_timeout_s)
+        await limits_store.start()
+        self._limits = limits_store
         self._accountant = Accountant(
             store, ledger, self.pricer, hold_ms=int(self.config.hold_ttl_s * 1000), on_soft=self._soft_limit_crossed
         )
 
     @hookimpl
     async def shutdown(self) -> None:
+        if self._limits is not None:
+            await self._limits.stop()
         if self._webhook is not None:
             await self._webhook.aclose()
             self._webhook = None
         if self._accountant is not None:
+            await self._accountant.ledger.aclose()
             await self._accountant.store.aclose()
         self._accountant = None
         if self._lock is not None:
@@ -179,26 +197,30 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         accountant = self.accountant
         now_ms = self.now_ms()
         try:
-            stored = await self.limits.rules(datetime.fromtimestamp(now_ms / 1000, UTC))
-            stored_rates = await self.limits.rate_values()
-        except SQLAlchemyError as error:
+            view = self.limits.view(now_ms)
+        except LimitsUnavailable as error:
             self._unavailable(error)
             return None
-        rates = distinct_rates(applicable_rate_limits(identity, stored_rates))
-        plan = await self._plan(request, identity, stored, now_ms)
-        if plan is None and not rates:
+        models = await request.requested_models()
+        plan = self._plans.get(identity, models, view, now_ms)
+        if plan is None:
+            plan = self._plans.put(identity, models, view, now_ms, self._resolve(identity, models, view, now_ms))
+        charge = await self._price(request, models, plan) if models else None
+        rates = plan.rates
+        if charge is None and not rates:
             return None
+        counters = plan.counters if charge is not None else ()
         held = BudgetReservation(
             accountant,
-            uuid.uuid4().hex,
-            plan.counters if plan is not None else (),
-            plan.amount if plan is not None else 0,
-            plan.model if plan is not None else "",
-            identity_columns(identity),
+            f"{self._id_prefix}{next(self._ids):x}",
+            counters,
+            charge[0] if charge is not None else 0,
+            charge[1] if charge is not None else "",
+            plan.columns,
             now_ms,
             rates=rates,
-            charges=plan is not None,
-            tokens=plan.tokens if plan is not None else 0,
+            charges=charge is not None,
+            tokens=charge[2] if charge is not None else 0,
         )
         if rates:
             try:
@@ -232,19 +254,16 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
             )
         return held
 
-    async def _plan(
-        self,
-        request: RequestContext,
-        identity: Identity,
-        stored: Mapping[tuple[str, str], list[BudgetRule]],
-        now_ms: int,
-    ) -> _Plan | None:
-        """What to charge: `None` for no model or a free one; no counters when only spend is recorded."""
-        models = await request.requested_models()
-        if not models:
-            # Nothing priced is asked for (model lists, admin calls): nothing to charge.
-            return None
-        rules = [rule for model in models for rule in applicable_rules(identity, model, stored, self.global_rule)]
+    def _resolve(self, identity: Identity, models: Sequence[str], view: LimitsView, now_ms: int) -> Plan:
+        """The budgets and rate limits of this identity and these models in the current periods."""
+        rates = distinct_rates(applicable_rate_limits(identity, view.rates))
+        rules = [rule for model in models for rule in applicable_rules(identity, model, view.rules, self.global_rule)]
+        columns = identity_columns(identity)
+        counters = _distinct([counter_for(rule, columns, now_ms, self._grace_ms) for rule in rules])
+        return Plan(tuple(counters), tuple(rates), columns, bool(rules))
+
+    async def _price(self, request: RequestContext, models: Sequence[str], plan: Plan) -> tuple[int, str, int] | None:
+        """(amount, model, token bound) to charge: `None` for a free request, or an unpriced one nothing budgets."""
         size, body = len(await request.body()), await request.json()
         priced: list[tuple[int, str]] = []
         for model in models:
@@ -252,7 +271,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
                 if not self.pricer.is_free(model):
                     priced.append((self.pricer.estimate(model, size, body), model))
             except UnpricedModel:
-                if rules:
+                if plan.budgeted:
                     raise
                 # No budget to enforce and no price to record spend with.
                 return None
@@ -260,11 +279,8 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
             return None
         # The body and the path may name different models: reserve for the dearer one.
         amount, model = max(priced)
-        tokens = self.pricer.max_tokens(size, body)
         # With no budget the charge is still recorded (no counters), so a budget set later sees it.
-        columns = identity_columns(identity)
-        counters = _distinct([counter_for(rule, columns, now_ms, self._grace_ms) for rule in rules])
-        return _Plan(model, counters, amount, tokens)
+        return amount, model, self.pricer.max_tokens(size, body)
 
     async def _drop_rates(self, held: BudgetReservation) -> None:
         if not held.rates:
@@ -302,14 +318,6 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
             self._webhook.send({"event": "budgets.soft_limit", **data})
         if self._context is not None:
             await self._context.emit(AuthEvent("budgets.soft_limit", plugin=self.name, data=data))
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    model: str
-    counters: list[Counter]
-    amount: int
-    tokens: int
 
 
 def _distinct(counters: list[Counter]) -> list[Counter]:

@@ -61,6 +61,18 @@ async def test_key_budget_from_identity_limits(make_runner: RunnerFactory) -> No
         assert [await spend(runner, "tok") for _ in range(4)] == [200, 200, 200, 429]
 
 
+async def test_a_key_whose_limits_change_is_charged_against_its_new_limits(make_runner: RunnerFactory) -> None:
+    # The same key id, seen first with a $1 budget and then (after an update) with none left.
+    identities = {
+        "before": {"key_id": "k1", "limits": {"max_budget": 1.0}},
+        "after": {"key_id": "k1", "limits": {"max_budget": 0.05}},
+    }
+    async with make_runner(identities) as runner:
+        assert [await spend(runner, "before"), await spend(runner, "before")] == [200, 200]
+        assert await spend(runner, "after") == 429
+        assert await spend(runner, "before") == 200
+
+
 async def test_global_budget_covers_every_principal(make_runner: RunnerFactory) -> None:
     async with make_runner({"a": {"key_id": "a"}, "b": {"key_id": "b"}}, global_budget=0.10) as runner:
         assert [await spend(runner, "a"), await spend(runner, "b"), await spend(runner, "a")] == [200, 200, 429]

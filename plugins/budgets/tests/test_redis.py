@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shutil
@@ -139,3 +140,43 @@ async def test_redis_stopped_mid_service_fails_closed(database: str) -> None:
             process.wait(5)
             result = await runner.authenticate(chat("tok"))
             assert result.status_code == 503
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_being_refused(
+    database: str, authcore_redis_url: str, authcore_redis_prefix: str
+) -> None:
+    # More concurrent requests than the shared client's pool (100 connections) holds.
+    async with started_runner(
+        plugins({"tok": {"key_id": "big", "limits": {"max_budget": 100}}}),
+        timeout_s=5,
+        resources=Resources(database, authcore_redis_url, authcore_redis_prefix),
+    ) as runner:
+
+        async def one() -> int:
+            result = await runner.authenticate(chat("tok"))
+            result.usage = Usage("m5c", 1, 10)
+            await runner.settle(result, completed=True)
+            return result.status_code
+
+        statuses = await asyncio.gather(*(one() for _ in range(250)))
+    assert statuses.count(200) == 250
+
+
+async def test_scripts_unknown_to_the_server_are_loaded_again(
+    database: str, authcore_redis_url: str, authcore_redis_prefix: str
+) -> None:
+    from authcore_budgets import lua
+    from authcore_budgets.redis_store import RedisStore
+
+    async with runner_on(Resources(database, authcore_redis_url, authcore_redis_prefix)) as runner:
+        store = budgets_of(runner).accountant.store
+        assert isinstance(store, RedisStore)
+        assert await spend(runner) == 200
+        # What a Redis restart or SCRIPT FLUSH does to this process's script ids (without flushing
+        # the scripts of anyone else sharing the server).
+        unknown = "0" * 40
+        store._shas[lua.RESERVE] = store._shas[lua.SETTLE] = unknown
+        assert await spend(runner) == 200
+        assert unknown not in (store._shas[lua.RESERVE], store._shas[lua.SETTLE])
+        # Both charges reached the counter: two more $0.05 requests fill the $0.20 budget.
+        assert [await spend(runner), await spend(runner), await spend(runner)] == [200, 200, 429]

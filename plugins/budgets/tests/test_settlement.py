@@ -12,6 +12,7 @@ import pytest
 from authcore_budgets.accounting import BudgetReservation
 from budget_helpers import NICKEL_TOKENS, RunnerFactory, budgets_of
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -176,16 +177,39 @@ def _chat() -> Any:
     return chat("tok")
 
 
-async def test_a_ledger_failure_still_charges_the_counters(make_runner: RunnerFactory) -> None:
+async def test_a_ledger_failure_still_charges_the_counters_and_the_charge_is_written_later(
+    make_runner: RunnerFactory,
+) -> None:
     async with make_runner({"tok": {"key_id": "k1", "limits": {"max_budget": 0.10}}}) as runner:
+        ledger = budgets_of(runner).accountant.ledger
         first = await runner.authenticate(_chat())  # loads the counter from the ledger
         await runner.settle(first, completed=True)
-        engine = budgets_of(runner).accountant.ledger._engine
-        async with engine.begin() as connection:
+        await ledger.flush()
+        async with ledger._engine.begin() as connection:
             await connection.execute(text("DROP TABLE budget_ledger"))
         result = await runner.authenticate(_chat())
         result.usage = Usage("m5c", 0, 1000)
         await runner.settle(result, completed=True)
-        assert ("settle", "budgets", "error", "commit_failed") in [step[:4] for step in result.trace.steps]
-        # The charge reached the counters even though the durable record failed.
+        # The charge reached the counters even though the durable record could not be written...
         assert (await runner.authenticate(_chat())).status_code == 429
+        with pytest.raises(SQLAlchemyError):
+            await ledger.flush()
+        assert ledger.backlog == 1
+        # ...and it stays queued until the database takes it: nothing is lost.
+        await ledger.create_schema()
+        (held,) = result.reservations
+        assert isinstance(held, BudgetReservation)
+        assert await ledger.total(held.counters[0].ledger) == 50_000
+        assert ledger.backlog == 0
+
+
+async def test_settlement_does_not_wait_for_the_ledger_and_a_sum_sees_queued_charges(runner: Runner) -> None:
+    ledger = budgets_of(runner).accountant.ledger
+    result = await runner.authenticate(_chat())
+    result.usage = Usage("m5c", 0, 400)
+    await runner.settle(result, completed=True)
+    assert ledger.backlog == 1  # written in the background, in a batch
+    (held,) = result.reservations
+    assert isinstance(held, BudgetReservation)
+    assert await ledger.total(held.counters[0].ledger) == 20_000
+    assert ledger.backlog == 0
