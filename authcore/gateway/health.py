@@ -1,11 +1,10 @@
-"""Liveness and readiness probes, served before authentication whatever `routes.public` says."""
+"""Liveness and readiness probes, public whatever `routes.public` says."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Route
 
 from authcore.middleware import STATE_KEY
 from authcore.runner import Runner
@@ -29,26 +28,13 @@ async def readiness(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-health_router = Router(
-    routes=[
+PROBE_PATHS = (LIVENESS_PATH, READINESS_PATH)
+"""Always public: the gateway adds them to `routes.public` whatever the configuration says."""
+
+
+def health_routes() -> list[Route]:
+    """The two probes. Readiness carries store status names only, never a URL or a credential."""
+    return [
         Route(LIVENESS_PATH, liveliness, methods=["GET", "HEAD"]),
         Route(READINESS_PATH, readiness, methods=["GET", "HEAD"]),
     ]
-)
-
-
-class HealthFirst:
-    """Answers the two probe paths (exact match only) without running the auth pipeline.
-
-    Probes must work with any `routes.public`, and the readiness answer carries
-    store status names only, never a URL or a credential.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in (LIVENESS_PATH, READINESS_PATH):
-            await health_router(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
