@@ -17,18 +17,14 @@ import json
 import os
 from typing import Any
 
-import httpx
-
+from authcore.cli.admin_api import call_admin_api, instance_config, response_json, select_instance
 from authcore.cli.common import USAGE_ERROR, CliError, load_cli_config
 from authcore.config import AuthcoreConfig
-from authcore.gateway.app import create_app
-from authcore.gateway.settings import CONFIG_ENV, gateway_resolver
-from authcore.runner import Runner
+from authcore.gateway.settings import CONFIG_ENV
 from authcore_budgets.entities import ENTITIES
 
 PLUGIN_TYPE = "budgets"
 KEYS_PLUGIN_TYPE = "virtual_keys"
-API_ERROR = 1
 """Exit code when the admin API refused the request (the message says why)."""
 
 
@@ -58,28 +54,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--id is required with --entity {entity}")
     path: str | None = args.config or os.environ.get(CONFIG_ENV) or None
     config = load_cli_config(path)
-    _instance(config, PLUGIN_TYPE, args.instance)
+    select_instance(config, PLUGIN_TYPE, args.instance)
     master = _master_key(config)
     body = asyncio.run(_info(config, master, entity, entity_id))
     print(json.dumps(body, indent=2, sort_keys=True))
     return 0
-
-
-def _instance(config: AuthcoreConfig, plugin_type: str, wanted: str | None) -> str:
-    names = [name for name, spec in config.plugins.items() if spec.use == plugin_type]
-    if wanted is not None:
-        if wanted not in names:
-            raise CliError(f"{config.source}: no {plugin_type} instance named {wanted!r} (found: {_listed(names)})")
-        return wanted
-    if len(names) != 1:
-        raise CliError(
-            f"{config.source}: {len(names)} {plugin_type} instances ({_listed(names)}); pick one with --instance"
-        )
-    return names[0]
-
-
-def _listed(names: list[str]) -> str:
-    return ", ".join(names) or "none"
 
 
 def _master_key(config: AuthcoreConfig) -> str:
@@ -88,12 +67,9 @@ def _master_key(config: AuthcoreConfig) -> str:
     if len(names) != 1:
         raise CliError(
             f"{config.source}: `authcore spend` needs exactly one {KEYS_PLUGIN_TYPE} instance with a master_key "
-            f"(found: {_listed(names)})"
+            f"(found: {', '.join(names) or 'none'})"
         )
-    # Building the runner validates every instance's settings without touching a database.
-    runner = Runner.from_config(config, gateway_resolver(config))
-    plugin = next(candidate for candidate in runner.instances if candidate.name == names[0])
-    master = getattr(plugin.config, "master_key", None)
+    master = getattr(instance_config(config, names[0]), "master_key", None)
     if master is None:
         raise CliError(f"{config.source}: instance {names[0]!r} has no master_key; `authcore spend` needs one")
     value: str = master.get_secret_value()
@@ -101,26 +77,10 @@ def _master_key(config: AuthcoreConfig) -> str:
 
 
 async def _info(config: AuthcoreConfig, master: str, entity: str, entity_id: str) -> Any:
-    app = create_app(config)
-    headers = {"authorization": f"Bearer {master}"}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://authcore-cli") as client:
-            response = await client.get("/budget/info", params={"entity": entity, "id": entity_id}, headers=headers)
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    path = "/budget/info"
+    response = await call_admin_api(config, master, "GET", path, {"entity": entity, "id": entity_id})
     if response.status_code == 404:
         raise CliError(
             f"{config.source}: no budgets admin API is mounted (is the budgets plugin enabled?)", USAGE_ERROR
         )
-    if response.status_code >= 400:
-        raise CliError(f"/budget/info answered {response.status_code}: {_message(body)}", API_ERROR)
-    return body
-
-
-def _message(body: Any) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return str(message) if message else "no error message"
+    return response_json(response, path)

@@ -17,16 +17,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
+from authcore.cli.admin_api import call_admin_api, instance_config, response_json, select_instance
 from authcore.cli.common import USAGE_ERROR, CliError, load_cli_config
 from authcore.config import AuthcoreConfig
-from authcore.gateway.app import create_app
-from authcore.gateway.settings import CONFIG_ENV, gateway_resolver
-from authcore.runner import Runner
+from authcore.gateway.settings import CONFIG_ENV
 
 PLUGIN_TYPE = "virtual_keys"
-API_ERROR = 1
 """Exit code when the admin API refused the request (the message says why)."""
 
 Call = tuple[str, str, dict[str, Any]]
@@ -180,7 +176,7 @@ def _handler(build: Callable[[argparse.Namespace], Call]) -> Callable[[argparse.
         call = build(args)
         path: str | None = args.config or os.environ.get(CONFIG_ENV) or None
         config = load_cli_config(path)
-        instance = _instance(config, args.instance)
+        instance = select_instance(config, PLUGIN_TYPE, args.instance)
         master = _master_key(config, instance)
         result = asyncio.run(_call(config, master, call))
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -189,29 +185,9 @@ def _handler(build: Callable[[argparse.Namespace], Call]) -> Callable[[argparse.
     return handle
 
 
-def _instance(config: AuthcoreConfig, wanted: str | None) -> str:
-    names = [name for name, spec in config.plugins.items() if spec.use == PLUGIN_TYPE]
-    if wanted is not None:
-        if wanted not in names:
-            raise CliError(f"{config.source}: no {PLUGIN_TYPE} instance named {wanted!r} (found: {_listed(names)})")
-        return wanted
-    if len(names) != 1:
-        raise CliError(
-            f"{config.source}: {len(names)} {PLUGIN_TYPE} instances ({_listed(names)}); pick one with --instance"
-        )
-    return names[0]
-
-
-def _listed(names: list[str]) -> str:
-    return ", ".join(names) or "none"
-
-
 def _master_key(config: AuthcoreConfig, instance: str) -> str:
     """The instance's master key from its validated settings (environment references resolved)."""
-    # Building the runner validates every instance's settings without touching a database.
-    runner = Runner.from_config(config, gateway_resolver(config))
-    plugin = next(candidate for candidate in runner.instances if candidate.name == instance)
-    master = getattr(plugin.config, "master_key", None)
+    master = getattr(instance_config(config, instance), "master_key", None)
     if master is None:
         raise CliError(
             f"{config.source}: instance {instance!r} has no master_key; `authcore keys` needs one",
@@ -223,25 +199,4 @@ def _master_key(config: AuthcoreConfig, instance: str) -> str:
 
 async def _call(config: AuthcoreConfig, master: str, call: Call) -> Any:
     method, path, payload = call
-    app = create_app(config)
-    headers = {"authorization": f"Bearer {master}"}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://authcore-cli") as client:
-            if method == "GET":
-                response = await client.get(path, params=payload, headers=headers)
-            else:
-                response = await client.request(method, path, json=payload, headers=headers)
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 400:
-        raise CliError(f"{path} answered {response.status_code}: {_message(body)}", API_ERROR)
-    return body
-
-
-def _message(body: Any) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return str(message) if message else "no error message"
+    return response_json(await call_admin_api(config, master, method, path, payload), path)
