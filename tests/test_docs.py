@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
+import pytest
+import yaml
+
 from authcore import hookspecs
+from authcore.config import parse_config
+from authcore.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -35,3 +41,13 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_line = next(line for line in README.splitlines() if "pytest" in line and line.startswith("python3"))
     assert test_line in ci
     assert "AUTHCORE_REQUIRE_SERVICES=1" in ci
+
+
+def test_readme_configuration_example_builds_a_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHCORE_MASTER_KEY", "sk-readme-master-0123456789")
+    monkeypatch.setenv("AUTHCORE_HASH_SECRET", "readme-pepper-0123456789")
+    example = re.search(r"```yaml\n(plugins:.*?)```", README, re.S)
+    assert example is not None
+    runner = Runner.from_config(parse_config(yaml.safe_load(example.group(1)), "README.md"))
+    assert [call.name for call in runner.stages["resolve_identity"]] == ["keys"]
+    assert [call.name for call in runner.stages["reserve_budget"]] == ["budget"]
