@@ -43,7 +43,7 @@ from authcore_virtual_keys.schemas import (
     parse_duration,
 )
 from authcore_virtual_keys.store import now_utc
-from authcore_virtual_keys.tables import organizations, projects
+from authcore_virtual_keys.tables import keys, organizations, projects, teams, users
 from authcore_virtual_keys.views import key_view, team_view, user_view
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ class AdminApi:
         """The team must exist, and a key's models must stay within the team's."""
         if team_id is None:
             return
-        team = await self._backend.store.get_team(team_id)
+        team = await self._backend.store.get_row(teams, team_id)
         if team is None:
             raise ApiError(400, f"Team {team_id!r} does not exist.", code="team_not_found", param="team_id")
         _within(models, team.get("models"), "team", self._groups)
@@ -269,7 +269,7 @@ class AdminApi:
         return found
 
     async def _key_row(self, token: str) -> dict[str, Any]:
-        row = await self._backend.store.get_key(token)
+        row = await self._backend.store.get_row(keys, token)
         if row is None:
             raise ApiError(404, "Key not found.", code="key_not_found", param="key")
         return row
@@ -296,7 +296,7 @@ class AdminApi:
             "created_at": now_utc(),
         }
         try:
-            await self._backend.store.insert_key(values)
+            await self._backend.store.insert_row(keys, values)
         except IntegrityError:
             raise ApiError(400, "A key with this value or key_alias already exists.", code="key_exists") from None
         # A negative-cache entry (someone tried this key before) must not hide the new key.
@@ -340,7 +340,7 @@ class AdminApi:
             return JSONResponse(key_view(current))
         graces = await self._graces([token])
         try:
-            row = await self._backend.store.update_key(token, values)
+            row = await self._backend.store.update_row(keys, token, values)
         except IntegrityError:
             raise ApiError(400, "Another key already has this key_alias.", code="key_exists") from None
         finally:
@@ -376,7 +376,7 @@ class AdminApi:
         token = self._token(_validate(KeyRef, await _body(request)).key)
         graces = await self._graces([token])
         try:
-            row = await self._backend.store.update_key(token, {"blocked": blocked})
+            row = await self._backend.store.update_row(keys, token, {"blocked": blocked})
         finally:
             self._drop_key([token], graces)
         if row is None:
@@ -454,16 +454,16 @@ class AdminApi:
             "created_at": now_utc(),
         }
         try:
-            await self._backend.store.insert_team(values)
+            await self._backend.store.insert_row(teams, values)
         except IntegrityError:
             raise ApiError(400, f"Team {team_id!r} already exists.", code="team_exists", param="team_id") from None
-        row = await self._backend.store.get_team(team_id)
+        row = await self._backend.store.get_row(teams, team_id)
         assert row is not None
         return JSONResponse(team_view(row))
 
     async def team_info(self, request: Request) -> Response:
         team_id = _single_param(_query(request), "team_id")
-        row = await self._backend.store.get_team(team_id)
+        row = await self._backend.store.get_row(teams, team_id)
         if row is None:
             raise ApiError(404, "Team not found.", code="team_not_found", param="team_id")
         return JSONResponse({"team_id": team_id, "team_info": team_view(row)})
@@ -474,10 +474,10 @@ class AdminApi:
         _no_nulls(body, names)
         values = {name: getattr(body, name) for name in names}
         if not values:
-            row = await self._backend.store.get_team(body.team_id)
+            row = await self._backend.store.get_row(teams, body.team_id)
         else:
             try:
-                row = await self._backend.store.update_team(body.team_id, values)
+                row = await self._backend.store.update_row(teams, body.team_id, values)
             finally:
                 self._invalidate_team(body.team_id)
         if row is None:
@@ -514,18 +514,18 @@ class AdminApi:
             "created_at": now_utc(),
         }
         try:
-            await self._backend.store.insert_user(values)
+            await self._backend.store.insert_row(users, values)
         except IntegrityError:
             raise ApiError(400, f"User {user_id!r} already exists.", code="user_exists", param="user_id") from None
         # Keys made for this user id before the user existed now gain a role.
         self._invalidate_user(user_id)
-        row = await self._backend.store.get_user(user_id)
+        row = await self._backend.store.get_row(users, user_id)
         assert row is not None
         return JSONResponse(user_view(row))
 
     async def user_info(self, request: Request) -> Response:
         user_id = _single_param(_query(request), "user_id")
-        row = await self._backend.store.get_user(user_id)
+        row = await self._backend.store.get_row(users, user_id)
         if row is None:
             raise ApiError(404, "User not found.", code="user_not_found", param="user_id")
         return JSONResponse({"user_id": user_id, "user_info": user_view(row)})
@@ -536,10 +536,10 @@ class AdminApi:
         _no_nulls(body, names)
         values = {name: getattr(body, name) for name in names}
         if not values:
-            row = await self._backend.store.get_user(body.user_id)
+            row = await self._backend.store.get_row(users, body.user_id)
         else:
             try:
-                row = await self._backend.store.update_user(body.user_id, values)
+                row = await self._backend.store.update_row(users, body.user_id, values)
             finally:
                 self._invalidate_user(body.user_id)
         if row is None:

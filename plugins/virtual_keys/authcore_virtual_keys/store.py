@@ -127,26 +127,6 @@ class KeyStore:
 
     # -- keys ---------------------------------------------------------------
 
-    async def insert_key(self, values: Mapping[str, Any]) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(keys.insert().values(**values))
-
-    async def get_key(self, token: str) -> Row | None:
-        async with self.engine.connect() as connection:
-            found = (await connection.execute(select(keys).where(keys.c.token_hash == token))).mappings().first()
-        return _row(found) if found is not None else None
-
-    async def update_key(self, token: str, values: Mapping[str, Any]) -> Row | None:
-        """Apply `values` and return the new row, or `None` when the key does not exist."""
-        async with self.engine.begin() as connection:
-            changed = await connection.execute(
-                update(keys).where(keys.c.token_hash == token).values(**values, updated_at=now_utc())
-            )
-            if changed.rowcount == 0:
-                return None
-            found = (await connection.execute(select(keys).where(keys.c.token_hash == token))).mappings().one()
-        return _row(found)
-
     async def existing_tokens(self, tokens: Iterable[str]) -> set[str]:
         wanted = list(tokens)
         async with self.engine.connect() as connection:
@@ -235,10 +215,10 @@ class KeyStore:
 
     async def update_row(self, table: Table, ident: str, values: Mapping[str, Any]) -> Row | None:
         """Apply `values`; the new row, or `None` when there is no such row."""
+        # Tables with an `updated_at` column record when a row last changed.
+        stamp = {"updated_at": now_utc()} if "updated_at" in table.c else {}
         async with self.engine.begin() as connection:
-            changed = await connection.execute(
-                update(table).where(_pk(table) == ident).values(**values, updated_at=now_utc())
-            )
+            changed = await connection.execute(update(table).where(_pk(table) == ident).values(**values, **stamp))
             if changed.rowcount == 0:
                 return None
             found = (await connection.execute(select(table).where(_pk(table) == ident))).mappings().one()
@@ -290,23 +270,6 @@ class KeyStore:
 
     # -- teams --------------------------------------------------------------
 
-    async def insert_team(self, values: Mapping[str, Any]) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(teams.insert().values(**values))
-
-    async def get_team(self, team_id: str) -> Row | None:
-        async with self.engine.connect() as connection:
-            found = (await connection.execute(select(teams).where(teams.c.team_id == team_id))).mappings().first()
-        return _row(found) if found is not None else None
-
-    async def update_team(self, team_id: str, values: Mapping[str, Any]) -> Row | None:
-        async with self.engine.begin() as connection:
-            changed = await connection.execute(update(teams).where(teams.c.team_id == team_id).values(**values))
-            if changed.rowcount == 0:
-                return None
-            found = (await connection.execute(select(teams).where(teams.c.team_id == team_id))).mappings().one()
-        return _row(found)
-
     async def delete_teams(self, team_ids: Sequence[str]) -> bool:
         """Delete all of the teams and their keys, or nothing when one team does not exist."""
         try:
@@ -323,23 +286,6 @@ class KeyStore:
         return True
 
     # -- users --------------------------------------------------------------
-
-    async def insert_user(self, values: Mapping[str, Any]) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(users.insert().values(**values))
-
-    async def get_user(self, user_id: str) -> Row | None:
-        async with self.engine.connect() as connection:
-            found = (await connection.execute(select(users).where(users.c.user_id == user_id))).mappings().first()
-        return _row(found) if found is not None else None
-
-    async def update_user(self, user_id: str, values: Mapping[str, Any]) -> Row | None:
-        async with self.engine.begin() as connection:
-            changed = await connection.execute(update(users).where(users.c.user_id == user_id).values(**values))
-            if changed.rowcount == 0:
-                return None
-            found = (await connection.execute(select(users).where(users.c.user_id == user_id))).mappings().one()
-        return _row(found)
 
     async def user_keys(self, user_id: str) -> list[str]:
         async with self.engine.connect() as connection:
