@@ -139,14 +139,19 @@ class DeleteKeys(_Request):
         return self
 
 
-class TeamFields(_Request):
-    team_alias: Name | None = None
+class _GroupFields(_Request):
+    """Settings teams and organizations share: a model list, a block flag and limits."""
+
     models: list[ModelName] | None = None
     blocked: bool | None = None
     metadata: dict[str, Any] | None = None
     max_budget: float | None = Field(None, ge=0)
     tpm_limit: int | None = Field(None, ge=0)
     rpm_limit: int | None = Field(None, ge=0)
+
+
+class TeamFields(_GroupFields):
+    team_alias: Name | None = None
 
 
 class NewTeam(TeamFields):
@@ -203,14 +208,8 @@ class PageQuery(_Request):
     size: int = Field(50, ge=1, le=100)
 
 
-class OrganizationFields(_Request):
+class OrganizationFields(_GroupFields):
     organization_alias: Name | None = None
-    models: list[ModelName] | None = None
-    blocked: bool | None = None
-    metadata: dict[str, Any] | None = None
-    max_budget: float | None = Field(None, ge=0)
-    tpm_limit: int | None = Field(None, ge=0)
-    rpm_limit: int | None = Field(None, ge=0)
 
 
 class NewOrganization(OrganizationFields):
