@@ -47,10 +47,9 @@ def key_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def team_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def _group_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What teams and organizations show alike (see `schemas._GroupFields`)."""
     return {
-        "team_id": row["team_id"],
-        "team_alias": row.get("team_alias"),
         "models": list(row.get("models") or []),
         "blocked": bool(row.get("blocked")),
         "metadata": row.get("metadata") or {},
@@ -59,6 +58,10 @@ def team_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "rpm_limit": row.get("rpm_limit"),
         "created_at": _iso(row.get("created_at")),
     }
+
+
+def team_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"team_id": row["team_id"], "team_alias": row.get("team_alias"), **_group_fields(row)}
 
 
 def user_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,13 +79,7 @@ def organization_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "organization_id": row["organization_id"],
         "organization_alias": row.get("organization_alias"),
-        "models": list(row.get("models") or []),
-        "blocked": bool(row.get("blocked")),
-        "metadata": row.get("metadata") or {},
-        "max_budget": row.get("max_budget"),
-        "tpm_limit": row.get("tpm_limit"),
-        "rpm_limit": row.get("rpm_limit"),
-        "created_at": _iso(row.get("created_at")),
+        **_group_fields(row),
         "updated_at": _iso(row.get("updated_at")),
     }
 
