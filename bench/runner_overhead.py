@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from time import perf_counter_ns
 from typing import Any
 
@@ -38,6 +38,7 @@ from authcore.request import RequestContext
 from authcore.runner import Runner
 from bench import bare_app
 from bench.noop_plugins import API_KEY, five_plugin_runner, one_plugin_runner
+from bench.timing import Summary, percentile
 
 TARGET_US = 15.0
 """The issue's goal for the five no-op plugins (median, per request)."""
@@ -64,26 +65,6 @@ SCOPE: dict[str, Any] = {
 }
 
 Step = Callable[[], Awaitable[object]]
-
-
-@dataclass
-class Summary:
-    variant: str
-    description: str
-    run_medians_us: list[float] = field(default_factory=list)
-    run_p99s_us: list[float] = field(default_factory=list)
-
-    @property
-    def median_us(self) -> float:
-        return statistics.median(self.run_medians_us)
-
-    @property
-    def best_us(self) -> float:
-        return min(self.run_medians_us)
-
-    @property
-    def p99_us(self) -> float:
-        return statistics.median(self.run_p99s_us)
 
 
 async def _trivial() -> None:
@@ -161,10 +142,6 @@ async def _build(stack: contextlib.AsyncExitStack) -> dict[str, tuple[str, Step]
     return steps
 
 
-def _percentile(sorted_values: list[int], fraction: float) -> int:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
-
-
 async def _time(step: Step, iterations: int) -> tuple[float, float]:
     """(median µs, p99 µs) of `iterations` single calls."""
     samples = [0] * iterations
@@ -174,7 +151,7 @@ async def _time(step: Step, iterations: int) -> tuple[float, float]:
         await step()
         samples[index] = clock() - start
     samples.sort()
-    return _percentile(samples, 0.5) / 1000, _percentile(samples, 0.99) / 1000
+    return percentile(samples, 0.5) / 1000, percentile(samples, 0.99) / 1000
 
 
 async def _clock_overhead_ns(iterations: int = 100_000) -> float:
@@ -221,27 +198,27 @@ async def profile(variant: str, iterations: int, top: int) -> str:
 
 
 def _report(summaries: list[Summary], clock_ns: float, args: argparse.Namespace) -> str:
-    base = next(s for s in summaries if s.variant == "baseline")
+    base = next(s for s in summaries if s.name == "baseline")
     lines = [
         f"runner overhead: {args.runs} runs x {args.iterations} calls, loop={args.loop}, "
         f"python {platform.python_version()}, perf_counter_ns pair = {clock_ns:.0f} ns, "
         f"load average {os.getloadavg()[0]:.1f}",
         f"{'variant':<9} {'median':>9} {'best run':>9} {'p99':>9} {'net median':>11}  description",
     ]
-    app_bare = next(s for s in summaries if s.variant == "app_bare")
+    app_bare = next(s for s in summaries if s.name == "app_bare")
     for s in summaries:
-        reference = app_bare if s.variant.startswith("app_") else base
-        net = "-" if s.variant in ("baseline", "app_bare") else f"{s.median_us - reference.median_us:.2f} µs"
+        reference = app_bare if s.name.startswith("app_") else base
+        net = "-" if s.name in ("baseline", "app_bare") else f"{s.median_us - reference.median_us:.2f} µs"
         lines.append(
-            f"{s.variant:<9} {s.median_us:>6.2f} µs {s.best_us:>6.2f} µs {s.p99_us:>6.2f} µs {net:>11}  {s.description}"
+            f"{s.name:<9} {s.median_us:>6.2f} µs {s.best_us:>6.2f} µs {s.p99_us:>6.2f} µs {net:>11}  {s.description}"
         )
-    five = next(s for s in summaries if s.variant == "async5")
+    five = next(s for s in summaries if s.name == "async5")
     verdict = "meets" if five.median_us <= TARGET_US else "MISSES"
     lines.append(f"async5 median {five.median_us:.2f} µs {verdict} the {TARGET_US:.0f} µs target")
     lines.append("net = median minus baseline; for app_* minus app_bare (middleware + runner + plugins [+ gateway])")
     lines.append(
         "per-run medians (µs): "
-        + "; ".join(f"{s.variant} " + "/".join(f"{m:.2f}" for m in s.run_medians_us) for s in summaries)
+        + "; ".join(f"{s.name} " + "/".join(f"{m:.2f}" for m in s.run_medians_us) for s in summaries)
     )
     return "\n".join(lines)
 

@@ -26,12 +26,11 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -54,6 +53,7 @@ from authcore.resources import Resources
 from authcore.runner import Runner
 from authcore.testing import services
 from bench import bare_app, runner_overhead
+from bench.timing import Summary, percentile
 from bench.vk_setup import INSTANCE, create_key, vk_config, vk_resolver
 
 CACHED_TARGET_US = 20.0
@@ -256,30 +256,6 @@ def raw_asyncpg_step(connection: Any, token: str) -> tuple[Step, Callable[[], No
 # -- timing ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Summary:
-    name: str
-    description: str
-    run_medians_us: list[float] = field(default_factory=list)
-    run_p99s_us: list[float] = field(default_factory=list)
-
-    @property
-    def median_us(self) -> float:
-        return statistics.median(self.run_medians_us)
-
-    @property
-    def best_us(self) -> float:
-        return min(self.run_medians_us)
-
-    @property
-    def p99_us(self) -> float:
-        return statistics.median(self.run_p99s_us)
-
-
-def _percentile(sorted_values: list[int], fraction: float) -> int:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
-
-
 async def _time(step: Step, before: Callable[[], None], iterations: int) -> tuple[float, float]:
     samples = [0] * iterations
     clock = perf_counter_ns
@@ -289,7 +265,7 @@ async def _time(step: Step, before: Callable[[], None], iterations: int) -> tupl
         await step()
         samples[index] = clock() - start
     samples.sort()
-    return _percentile(samples, 0.5) / 1000, _percentile(samples, 0.99) / 1000
+    return percentile(samples, 0.5) / 1000, percentile(samples, 0.99) / 1000
 
 
 @dataclass
