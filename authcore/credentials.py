@@ -158,20 +158,23 @@ class HeaderCredentials(Plugin[HeaderCredentialsConfig]):
         """The request's one credential, `None` when there is none; 400 when malformed or ambiguous."""
         scope = request.scope
         wanted = self._wanted
-        found: dict[bytes, list[bytes]] = {}
-        for name, value in request.raw_headers:
-            # Servers send lower-case names already; lowering every name measured
-            # cheaper than testing first, and catches hand-built scopes.
-            name = name.lower()
-            if name in wanted:
-                seen = found.get(name)
-                if seen is None:
-                    found[name] = [value]
-                else:
-                    seen.append(value)
+        found: dict[bytes, list[bytes]] | None = None
+        for name, value in scope["headers"]:
+            # Servers send lower-case names, so this skips most headers without
+            # allocating; a hand-built scope may not, hence the second look.
+            if name not in wanted and (name.islower() or (name := name.lower()) not in wanted):
+                continue
+            if found is None:
+                found = {name: [value]}
+            elif (seen := found.get(name)) is None:
+                found[name] = [value]
+            else:
+                seen.append(value)
         query: bytes = scope.get("query_string") or b""
-        if not found and not query:
-            return None
+        if found is None:
+            if not query:
+                return None
+            found = {}
 
         override = self._override
         if override is not None and override in found:

@@ -16,8 +16,8 @@ Wrapper implementations (`wrapper=True`, `hookwrapper=True`) are refused, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -131,4 +131,29 @@ async def on_event(event: AuthEvent) -> None:
     Called for every instance that implements it, in configuration order,
     after the decision is made. Exceptions and timeouts are logged and
     swallowed: an observer can never change a decision.
+    """
+
+
+@hookspec
+async def describe_entity(kind: str, entity_id: str, settings: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Add the fields this plugin owns (spend, remaining budget...) to another plugin's admin view of an entity.
+
+    Called only when a plugin awaits `PluginContext.describe(kind, entity_id, settings)`
+    while it builds an admin response (`virtual_keys`' `/key/info`, `/team/info`...),
+    never on the auth path. Every instance implementing it is called, in
+    configuration order, each under its `timeout_s`. `kind` is one of
+    `authcore.describe.ENTITY_KINDS` (`key`, `team`, `user`, `team_member`,
+    `org`, `end_user`, `project`, `global`) and `entity_id` the id `Identity`
+    carries for it (`key_id` for a key, never the secret; `team_id/user_id`
+    for a team member). `settings` is a read-only mapping of what the caller
+    stores for the entity and hands out in `Identity.limits` (for a key:
+    `max_budget`, `budget_duration`...); it may be empty.
+
+    Return a mapping of JSON values, or `None` when the entity is nothing to
+    you. The mappings are merged: when two instances give one field, the first
+    in configuration order wins (a different later value is logged). An
+    implementation that raises, times out or returns another type is logged
+    (exception type only) and skipped; the caller learns its instance name in
+    `EntityDescription.unavailable` and must show those fields as unavailable,
+    never as a made-up value.
     """

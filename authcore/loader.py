@@ -24,7 +24,8 @@ from authcore.plugin import API_VERSION, Plugin
 
 ENTRY_POINT_GROUP = "authcore.plugins"
 
-_REQUEST_PATH_HOOKS = frozenset((*hookspecs.DECISION_HOOKS, "on_event"))
+# Hooks awaited on the event loop (admin views await `describe_entity`): a sync one must not do I/O.
+_REQUEST_PATH_HOOKS = frozenset((*hookspecs.DECISION_HOOKS, "on_event", "describe_entity"))
 
 PluginType = type[Plugin[BaseModel]]
 TypeResolver = Callable[[str], PluginType]

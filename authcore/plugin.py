@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeVar
 import pluggy
 from pydantic import BaseModel, ConfigDict
 
+from authcore.describe import Describe, describe_nothing
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from authcore.events import AuthEvent
+    from authcore.migrations import Migrations
     from authcore.resources import Resources
 
 API_VERSION = 1
@@ -46,6 +49,8 @@ class Plugin(Generic[ConfigT]):
     """Declares that sync hook methods only compute (no I/O): they are called inline, without a timeout."""
     blocking: ClassVar[bool] = False
     """Set to True when sync hook methods do I/O: they then run in a worker thread under the timeout."""
+    migrations: ClassVar[Migrations | None] = None
+    """The plugin's schema migrations (`authcore.migrations`), run by `authcore migrate` on the shared engine."""
 
     def __init__(self, name: str, config: ConfigT) -> None:
         self.name = name
@@ -78,3 +83,7 @@ class PluginContext:
     emit: Callable[[AuthEvent], Awaitable[None]]
     """Send an event to every `on_event` observer; errors there never reach the caller."""
     settings: dict[str, object] = field(default_factory=dict)
+    describe: Describe = describe_nothing
+    """`await describe(kind, entity_id, settings)`: what every `describe_entity` implementation says about an
+    entity (spend, remaining budget...), merged, with the instances that failed named (`authcore.describe`).
+    For admin views; never call it on the auth path."""

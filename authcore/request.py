@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -15,6 +16,13 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 # Models named in the path by Azure- and Gemini-style routes.
 _PATH_MODEL = re.compile(r"/(?:deployments|models)/([^/:]+)(?::|/|$)")
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_model(path: str) -> str | None:
+    """The model a path names, if any. Memoised: a gateway sees the same few paths on every request."""
+    match = _PATH_MODEL.search(path)
+    return match.group(1) if match else None
 
 
 async def _no_body() -> Message:
@@ -129,9 +137,9 @@ class RequestContext:
                 model = data.get("model")
                 if isinstance(model, str) and model:
                     found.append(model)
-        match = _PATH_MODEL.search(self.path)
-        if match and match.group(1) not in found:
-            found.append(match.group(1))
+        named = _path_model(self.path)
+        if named is not None and named not in found:
+            found.append(named)
         return tuple(found)
 
     def replay_receive(self) -> Receive:

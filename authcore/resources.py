@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from authcore.config import Storage
 
 
+READ_POOL_RECYCLE_S = 1800
+"""Read-engine connections older than this are replaced at checkout rather than reused."""
+
+
 class Resources:
     """Lazily created, shared connections. Plugins get them from `PluginContext`.
 
@@ -27,6 +31,7 @@ class Resources:
         self._redis_url = redis_url
         self.redis_prefix = redis_prefix
         self._engine: AsyncEngine | None = None
+        self._read_engine: AsyncEngine | None = None
         self._redis: Redis | None = None
 
     @classmethod
@@ -55,6 +60,33 @@ class Resources:
                 engine = create_async_engine(self._database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
             self._engine = engine
         return self._engine
+
+    def read_engine(self) -> AsyncEngine:
+        """An engine for single-statement reads on the request path (a cold key lookup), created on first use.
+
+        On Postgres it has its own small pool in AUTOCOMMIT, without pre-ping:
+        a read then costs no BEGIN, ROLLBACK or ping round trip (measured 886 ->
+        under 500 µs per cold key). The price is that a connection the server
+        dropped fails on first use: callers retry once on
+        `DBAPIError.connection_invalidated` (the pool has then replaced it) and
+        otherwise fail closed. `pool_recycle` bounds how stale an idle connection
+        can get. Writes and multi-statement work keep `engine()`, transactions
+        and pre-ping. SQLite has nothing to save: it is `engine()` itself.
+        """
+        if self._read_engine is None:
+            if self.database_backend == "sqlite":
+                return self.engine()
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            self._read_engine = create_async_engine(
+                self._database_url,
+                isolation_level="AUTOCOMMIT",
+                pool_pre_ping=False,
+                pool_recycle=READ_POOL_RECYCLE_S,
+                pool_size=5,
+                max_overflow=10,
+            )
+        return self._read_engine
 
     def redis(self) -> Redis | None:
         """The shared Redis client, or `None` when no Redis is configured."""
@@ -90,6 +122,9 @@ class Resources:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+        if self._read_engine is not None:
+            await self._read_engine.dispose()
+            self._read_engine = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

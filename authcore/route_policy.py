@@ -48,17 +48,19 @@ class RoutePatterns:
 class RoutePolicy:
     """Public routes skip the pipeline; admin routes need `proxy_admin` (viewers may read)."""
 
-    __slots__ = ("admin", "public")
+    __slots__ = ("_any_admin", "admin", "public")
 
     def __init__(self, public: Iterable[str], admin: Iterable[str]) -> None:
         self.public = RoutePatterns(public)
         self.admin = RoutePatterns(admin)
+        # Decided once: `RoutePatterns.__bool__` is a Python call per request otherwise.
+        self._any_admin = bool(self.admin)
 
     def check(self, method: str, path: str, identity: Identity) -> None:
         """Raise `Forbidden` when the identity may not use this route."""
         if identity.allowed_routes is not None and not RoutePatterns(identity.allowed_routes).matches(path):
             raise Forbidden("This credential is not allowed to call this route.", reason_id="route_not_allowed")
-        if self.admin and self.admin.matches(path):
+        if self._any_admin and self.admin.matches(path):
             role = identity.role
             if role == ADMIN_ROLE or (role == ADMIN_VIEWER_ROLE and method in READ_METHODS):
                 return

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from authcore import hookspecs
 from authcore.config import AuthcoreConfig
 from authcore.deadline import await_with_timeout, finish_with_timeout
+from authcore.describe import EntityDescriber
 from authcore.errors import (
     AuthcoreError,
     ConfigurationError,
@@ -48,6 +49,7 @@ HOOK_ARGS: dict[str, tuple[str, ...]] = {
     "startup": ("context",),
     "shutdown": (),
     "on_event": ("event",),
+    "describe_entity": ("kind", "entity_id", "settings"),
 }
 
 # Exceptions that must keep unwinding: they are the process or the event loop
@@ -126,6 +128,7 @@ class Runner:
         self._startup = list(calls.get("startup", {}).values())
         self._shutdown = list(calls.get("shutdown", {}).values())
         self._observers = list(calls.get("on_event", {}).values())
+        self.describe = EntityDescriber(calls.get("describe_entity", {}).values())
         self._route_impls: list[tuple[Plugin[BaseModel], Callable[[], Any]]] = [
             (instance, impl.function)
             for instance in self.instances
@@ -211,7 +214,7 @@ class Runner:
     async def startup(self, resources: Resources | None = None) -> None:
         """Start every instance in order. Any failure stops and shuts down those already started."""
         self.resources = resources or Resources.from_storage(self.config.storage)
-        context = PluginContext(resources=self.resources, emit=self.emit)
+        context = PluginContext(resources=self.resources, emit=self.emit, describe=self.describe)
         started: list[HookCall] = []
         for call in self._startup:
             try:

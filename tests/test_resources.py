@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authcore.resources import Resources
 from authcore.testing import services
@@ -166,3 +170,59 @@ def test_delete_prefix_refuses_patterns() -> None:
     for prefix in ("", "*", "authcore-test:[a]:"):
         with pytest.raises(ValueError, match="glob"):
             services.delete_prefix("redis://127.0.0.1:1/0", prefix)
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        pid: int = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    return pid
+
+
+@pytest.mark.services
+async def test_read_engine_is_autocommit_without_pre_ping_and_apart_from_the_write_pool(
+    authcore_postgres_url: str,
+) -> None:
+    resources = Resources(authcore_postgres_url)
+    try:
+        reads = resources.read_engine()
+        assert reads is resources.read_engine()
+        assert reads is not resources.engine()
+        assert reads.pool is not resources.engine().pool
+        async with reads.connect() as connection:
+            # AUTOCOMMIT: each statement is its own transaction (inside one, now() would not move),
+            # so no BEGIN is sent and nothing has to be rolled back afterwards.
+            first = (await connection.execute(text("SELECT now()"))).scalar_one()
+            await asyncio.sleep(0.01)
+            second = (await connection.execute(text("SELECT now()"))).scalar_one()
+            assert second > first
+        assert resources.engine().pool._pre_ping  # writes keep their ping
+        assert not reads.pool._pre_ping
+    finally:
+        await resources.aclose()
+
+
+@pytest.mark.services
+async def test_a_read_connection_dropped_by_the_server_is_reported_invalidated_and_replaced(
+    authcore_postgres_url: str,
+) -> None:
+    resources = Resources(authcore_postgres_url)
+    try:
+        reads = resources.read_engine()
+        pid = await _backend_pid(reads)
+        async with resources.engine().begin() as connection:
+            assert (await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar_one()
+        # Without pre-ping the pooled connection fails on first use, flagged so callers know one retry is safe.
+        with pytest.raises(DBAPIError) as caught:
+            await _backend_pid(reads)
+        assert caught.value.connection_invalidated
+        assert await _backend_pid(reads) != pid
+    finally:
+        await resources.aclose()
+
+
+async def test_sqlite_reads_use_the_one_engine(tmp_path: Path) -> None:
+    resources = Resources(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        assert resources.read_engine() is resources.engine()
+    finally:
+        await resources.aclose()

@@ -8,14 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from authcore.cli import explain, plugins_cmd, serve
+from authcore.cli import explain, migrate, plugins_cmd, serve
 from authcore.cli.common import USAGE_ERROR, CliError, one_line
 from authcore.cli.extensions import register_extensions
 from authcore.errors import ConfigurationError
 
 __all__ = ["main"]
 
-BUILT_IN_COMMANDS = frozenset({"serve", "plugins", "explain"})
+BUILT_IN_COMMANDS = frozenset({"serve", "plugins", "explain", "migrate"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands)
     plugins_cmd.register(commands)
     explain.register(commands)
+    migrate.register(commands)
     # Installed extensions come last, so they can never replace a built-in command.
     register_extensions(commands, reserved=BUILT_IN_COMMANDS)
     return parser
