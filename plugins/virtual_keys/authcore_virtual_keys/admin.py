@@ -24,9 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from authcore import AuthcoreError, PluginRoute
+from authcore.describe import Describe, EntityDescription, describe_nothing
 from authcore.responses import error_response
 from authcore_virtual_keys.access import ALL_TEAM_MODELS, NO_GROUPS, AccessGroups, expand, listed, unrestricted
-from authcore_virtual_keys.hashing import KEY_PREFIX, generate_key, is_token, key_id
+from authcore_virtual_keys.hashing import KEY_ID_LENGTH, KEY_PREFIX, generate_key, is_token, key_id
+from authcore_virtual_keys.records import handed_over, snapshot_from_row
 from authcore_virtual_keys.schemas import (
     NO_EXPIRY,
     DeleteKeys,
@@ -44,7 +46,7 @@ from authcore_virtual_keys.schemas import (
 )
 from authcore_virtual_keys.store import now_utc
 from authcore_virtual_keys.tables import keys, organizations, projects, teams, users
-from authcore_virtual_keys.views import key_view, team_view, user_view
+from authcore_virtual_keys.views import key_view, team_view, user_view, with_spend
 
 if TYPE_CHECKING:
     from authcore_virtual_keys.cache import SnapshotCache
@@ -184,6 +186,8 @@ class AdminApi:
     def __init__(self, backend: Backend, access_groups: AccessGroups = NO_GROUPS) -> None:
         self._backend = backend
         self._groups = access_groups
+        self.describe: Describe = describe_nothing
+        """Set at start-up to `PluginContext.describe`: other plugins' fields (spend) for the info views."""
 
     def routes(self) -> list[PluginRoute]:
         post, get = ("POST",), ("GET",)
@@ -207,28 +211,56 @@ class AdminApi:
         # Imported here: the entity endpoints reuse this module's helpers.
         from authcore_virtual_keys.entities import EntityApi
 
-        table.extend(EntityApi(self._backend).table())
+        table.extend(EntityApi(self._backend, self.spent).table())
         return [PluginRoute(path, _guarded(handler), methods, access="admin") for path, handler, methods in table]
 
     # -- helpers ------------------------------------------------------------
 
-    def _token(self, value: SecretStr) -> str:
-        """The stored hash a reference names: a raw `sk-` key is hashed; a 64-hex token is taken as is."""
+    async def _token(self, value: SecretStr) -> str:
+        """The stored hash a reference names: a raw `sk-` key is hashed; a 64-hex token is taken as is;
+        a key id (`Identity.key_id`, as logs and budgets show it) is looked up.
+        """
         raw = value.get_secret_value().strip()
         if raw.startswith(KEY_PREFIX):
             return self._backend.hasher.token(raw)
         if is_token(raw.lower()):
             return raw.lower()
-        raise ApiError(400, "key must be a key (sk-...) or its token.", param="key")
+        if _is_key_id(raw):
+            token = await self._backend.store.token_for_key_id(raw)
+            if token is None:
+                raise ApiError(404, "Key not found.", code="key_not_found", param="key")
+            return token
+        raise ApiError(400, "key must be a key (sk-...), its token or its key_id.", param="key")
 
-    async def _check_team(self, team_id: str | None, models: list[str] | None) -> None:
-        """The team must exist, and a key's models must stay within the team's."""
+    async def _check_team(self, team_id: str | None, models: list[str] | None) -> dict[str, Any] | None:
+        """The team must exist, and a key's models must stay within the team's. Returns the team."""
         if team_id is None:
-            return
+            return None
         team = await self._backend.store.get_row(teams, team_id)
         if team is None:
             raise ApiError(400, f"Team {team_id!r} does not exist.", code="team_not_found", param="team_id")
         _within(models, team.get("models"), "team", self._groups)
+        return team
+
+    async def _check_owners(
+        self, team_id: str | None, org_id: str | None, project_id: str | None, models: list[str] | None
+    ) -> str | None:
+        """Team, organization and project of a key: each exists and allows the key's models,
+        and they agree on the organization. Returns the key's own organization (see `_check_scopes`).
+
+        A key without an organization of its own is in its team's: that one's models bound it too.
+        """
+        team = await self._check_team(team_id, models)
+        own_org = await self._check_scopes(org_id, project_id, models)
+        team_org = team.get("organization_id") if team is not None else None
+        if team_org is None:
+            return own_org
+        if own_org is not None and own_org != team_org:
+            message = f"The key's organization {own_org!r} is not its team's ({team_org!r})."
+            raise ApiError(400, message, code="organization_mismatch", param="organization_id")
+        if own_org is None:
+            await self._check_scopes(team_org, None, models)
+        return own_org
 
     async def _check_scopes(self, org_id: str | None, project_id: str | None, models: list[str] | None) -> str | None:
         """Organization and project must exist and allow the key's models. Returns the key's organization:
@@ -257,6 +289,23 @@ class AdminApi:
             _within(models, org.get("models"), "organization", self._groups)
         return org_id
 
+    async def described(
+        self, kind: str, entity_id: str, settings: Mapping[str, Any] | None = None
+    ) -> EntityDescription:
+        """What other plugins (budgets) say about an entity; read at call time, `describe` is set after the routes."""
+        return await self.describe(kind, entity_id, settings or {})
+
+    async def spent(
+        self, view: Mapping[str, Any], kind: str, entity_id: str, settings: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`view` with the spend other plugins count for the entity (`with_spend`): every admin response uses it."""
+        return with_spend(view, await self.described(kind, entity_id, settings))
+
+    async def _key_info_view(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """`key_view` with the key's spend; the key's budget settings go along as `Identity.limits` carries them."""
+        snapshot = snapshot_from_row(row)
+        return await self.spent(key_view(row), "key", _row_key_id(row), snapshot.limits)
+
     def _drop_key(self, tokens: list[str], graces: list[str]) -> None:
         """Forget the keys and their grace-period predecessors in the cache."""
         for token in (*tokens, *graces):
@@ -278,14 +327,15 @@ class AdminApi:
 
     async def key_generate(self, request: Request) -> Response:
         body = _validate(GenerateKey, await _body(request))
-        await self._check_team(body.team_id, body.models)
-        org_id = await self._check_scopes(body.organization_id, body.project_id, body.models)
+        org_id = await self._check_owners(body.team_id, body.organization_id, body.project_id, body.models)
         raw = body.key.get_secret_value() if body.key is not None else generate_key()
         token = self._backend.hasher.token(raw)
         values = {
             **_key_columns(body, body.model_fields_set),
             "org_id": org_id,
             "token_hash": token,
+            # Fixed from now on: regenerating the key keeps it, so its spend stays its own.
+            "key_id": key_id(token),
             "key_prefix": KEY_PREFIX,
             "last4": raw[-4:],
             "models": body.models or [],
@@ -301,7 +351,7 @@ class AdminApi:
             raise ApiError(400, "A key with this value or key_alias already exists.", code="key_exists") from None
         # A negative-cache entry (someone tried this key before) must not hide the new key.
         self._backend.cache.invalidate(token)
-        logger.info("virtual key created key_id=%s alias=%s", key_id(token), body.key_alias)
+        logger.info("virtual key created key_id=%s alias=%s", values["key_id"], body.key_alias)
         row = await self._key_row(token)
         return JSONResponse({**key_view(row), "key": raw}, headers=NO_STORE)
 
@@ -314,30 +364,27 @@ class AdminApi:
             if not value or set(query) - {"key", "token"}:
                 raise ApiError(400, "Give exactly the 'key' (or 'token') query parameter.", param="key")
             ref = SecretStr(value)
-        token = self._token(ref)
+        token = await self._token(ref)
         row = await self._key_row(token)
-        return JSONResponse({"key": token, "info": key_view(row)})
+        return JSONResponse({"key": token, "info": await self._key_info_view(row)})
 
     async def key_update(self, request: Request) -> Response:
         body = _validate(UpdateKey, await _body(request))
-        token = self._token(body.key)
+        token = await self._token(body.key)
         names = set(body.model_fields_set) - {"key"}
         _no_nulls(body, names)
         current = await self._key_row(token)
-        if "team_id" in names or "models" in names:
-            team_id = body.team_id if "team_id" in names else current.get("team_id")
-            models = body.models if "models" in names else current.get("models")
-            await self._check_team(team_id, models)
         values = _key_columns(body, names)
-        if names & {"organization_id", "project_id", "models"}:
+        if names & {"team_id", "organization_id", "project_id", "models"}:
+            team_id = body.team_id if "team_id" in names else current.get("team_id")
             org_id = body.organization_id if "organization_id" in names else current.get("org_id")
             project_id = body.project_id if "project_id" in names else current.get("project_id")
             models = body.models if "models" in names else current.get("models")
-            effective_org = await self._check_scopes(org_id, project_id, models)
-            if effective_org != current.get("org_id"):
-                values["org_id"] = effective_org
+            own_org = await self._check_owners(team_id, org_id, project_id, models)
+            if "organization_id" in names or own_org != current.get("org_id"):
+                values["org_id"] = own_org
         if not values:
-            return JSONResponse(key_view(current))
+            return JSONResponse(await self._key_info_view(current))
         graces = await self._graces([token])
         try:
             row = await self._backend.store.update_row(keys, token, values)
@@ -347,13 +394,13 @@ class AdminApi:
             self._drop_key([token], graces)
         if row is None:
             raise ApiError(404, "Key not found.", code="key_not_found", param="key")
-        logger.info("virtual key updated key_id=%s fields=%s", key_id(token), ",".join(sorted(values)))
-        return JSONResponse(key_view(row))
+        logger.info("virtual key updated key_id=%s fields=%s", _row_key_id(row), ",".join(sorted(values)))
+        return JSONResponse(await self._key_info_view(row))
 
     async def key_delete(self, request: Request) -> Response:
         body = _validate(DeleteKeys, await _body(request))
         if body.keys:
-            tokens = [self._token(value) for value in body.keys]
+            tokens = [await self._token(value) for value in body.keys]
         else:
             aliases = body.key_aliases or []
             found = await self._backend.store.tokens_for_aliases(aliases)
@@ -373,7 +420,7 @@ class AdminApi:
         return JSONResponse({"deleted_keys": sorted(set(tokens))})
 
     async def _set_blocked(self, request: Request, blocked: bool) -> Response:
-        token = self._token(_validate(KeyRef, await _body(request)).key)
+        token = await self._token(_validate(KeyRef, await _body(request)).key)
         graces = await self._graces([token])
         try:
             row = await self._backend.store.update_row(keys, token, {"blocked": blocked})
@@ -381,8 +428,8 @@ class AdminApi:
             self._drop_key([token], graces)
         if row is None:
             raise ApiError(404, "Key not found.", code="key_not_found", param="key")
-        logger.info("virtual key %s key_id=%s", "blocked" if blocked else "unblocked", key_id(token))
-        return JSONResponse(key_view(row))
+        logger.info("virtual key %s key_id=%s", "blocked" if blocked else "unblocked", _row_key_id(row))
+        return JSONResponse(await self._key_info_view(row))
 
     async def key_block(self, request: Request) -> Response:
         return await self._set_blocked(request, True)
@@ -393,7 +440,7 @@ class AdminApi:
     async def key_regenerate(self, request: Request) -> Response:
         """A new key with the same settings, returned once. The old key ends now, or after `grace_period`."""
         body = _validate(RegenerateKey, await _body(request))
-        old = self._token(body.key)
+        old = await self._token(body.key)
         raw = body.new_key.get_secret_value() if body.new_key is not None else generate_key()
         new = self._backend.hasher.token(raw)
         if new == old:
@@ -409,10 +456,8 @@ class AdminApi:
             self._drop_key([old, new], graces)
         if row is None:
             raise ApiError(404, "Key not found.", code="key_not_found", param="key")
-        logger.info(
-            "virtual key regenerated old_key_id=%s key_id=%s grace=%s", key_id(old), key_id(new), body.grace_period
-        )
-        return JSONResponse({**key_view(row), "key": raw, "token": new}, headers=NO_STORE)
+        logger.info("virtual key regenerated key_id=%s grace=%s", _row_key_id(row), body.grace_period)
+        return JSONResponse({**await self._key_info_view(row), "key": raw, "token": new}, headers=NO_STORE)
 
     async def key_list(self, request: Request) -> Response:
         query = _validate(ListKeysQuery, _query(request))
@@ -427,7 +472,7 @@ class AdminApi:
             if value is not None
         }
         rows, total = await self._backend.store.list_keys(filters, (query.page - 1) * query.size, query.size)
-        keys = [key_view(row) if query.return_full_object else row["token_hash"] for row in rows]
+        keys = [await self._key_info_view(row) if query.return_full_object else row["token_hash"] for row in rows]
         return JSONResponse(
             {
                 "keys": keys,
@@ -441,10 +486,12 @@ class AdminApi:
 
     async def team_new(self, request: Request) -> Response:
         body = _validate(NewTeam, await _body(request))
+        await self._check_team_org(None, body.organization_id)
         team_id = body.team_id or str(uuid.uuid4())
         values = {
             "team_id": team_id,
             "team_alias": body.team_alias,
+            "organization_id": body.organization_id,
             "models": body.models or [],
             "blocked": bool(body.blocked),
             "metadata": body.metadata or {},
@@ -459,20 +506,23 @@ class AdminApi:
             raise ApiError(400, f"Team {team_id!r} already exists.", code="team_exists", param="team_id") from None
         row = await self._backend.store.get_row(teams, team_id)
         assert row is not None
-        return JSONResponse(team_view(row))
+        return JSONResponse(await self.spent(team_view(row), "team", team_id, handed_over(row)))
 
     async def team_info(self, request: Request) -> Response:
         team_id = _single_param(_query(request), "team_id")
         row = await self._backend.store.get_row(teams, team_id)
         if row is None:
             raise ApiError(404, "Team not found.", code="team_not_found", param="team_id")
-        return JSONResponse({"team_id": team_id, "team_info": team_view(row)})
+        info = await self.spent(team_view(row), "team", team_id, handed_over(row))
+        return JSONResponse({"team_id": team_id, "team_info": info})
 
     async def team_update(self, request: Request) -> Response:
         body = _validate(UpdateTeam, await _body(request))
         names = set(body.model_fields_set) - {"team_id"}
         _no_nulls(body, names)
         values = {name: getattr(body, name) for name in names}
+        if "organization_id" in names:
+            await self._check_team_org(body.team_id, body.organization_id)
         if not values:
             row = await self._backend.store.get_row(teams, body.team_id)
         else:
@@ -483,7 +533,7 @@ class AdminApi:
         if row is None:
             raise ApiError(404, "Team not found.", code="team_not_found", param="team_id")
         logger.info("team updated team_id=%s fields=%s", body.team_id, ",".join(sorted(values)))
-        return JSONResponse(team_view(row))
+        return JSONResponse(await self.spent(team_view(row), "team", body.team_id, handed_over(row)))
 
     async def team_delete(self, request: Request) -> Response:
         body = _validate(DeleteTeams, await _body(request))
@@ -496,6 +546,20 @@ class AdminApi:
             raise ApiError(404, "One or more teams do not exist; nothing was deleted.", code="team_not_found")
         logger.info("teams deleted with their keys team_ids=%s", ",".join(body.team_ids))
         return JSONResponse({"deleted_teams": body.team_ids})
+
+    async def _check_team_org(self, team_id: str | None, org_id: str | None) -> None:
+        """The organization exists, and no key of the team (`team_id`, when it exists) names another one."""
+        if org_id is None:
+            return
+        if await self._backend.store.get_row(organizations, org_id) is None:
+            message = f"Organization {org_id!r} does not exist."
+            raise ApiError(400, message, code="organization_not_found", param="organization_id")
+        if team_id is None:
+            return
+        others = sorted((await self._backend.store.team_key_orgs(team_id)) - {org_id})
+        if others:
+            message = f"Keys of this team belong to organization {others[0]!r}; move them first."
+            raise ApiError(400, message, code="organization_mismatch", param="organization_id")
 
     def _invalidate_team(self, team_id: str) -> None:
         self._backend.cache.invalidate_team(team_id)
@@ -521,14 +585,14 @@ class AdminApi:
         self._invalidate_user(user_id)
         row = await self._backend.store.get_row(users, user_id)
         assert row is not None
-        return JSONResponse(user_view(row))
+        return JSONResponse(await self.spent(user_view(row), "user", user_id))
 
     async def user_info(self, request: Request) -> Response:
         user_id = _single_param(_query(request), "user_id")
         row = await self._backend.store.get_row(users, user_id)
         if row is None:
             raise ApiError(404, "User not found.", code="user_not_found", param="user_id")
-        return JSONResponse({"user_id": user_id, "user_info": user_view(row)})
+        return JSONResponse({"user_id": user_id, "user_info": await self.spent(user_view(row), "user", user_id)})
 
     async def user_update(self, request: Request) -> Response:
         body = _validate(UpdateUser, await _body(request))
@@ -545,7 +609,7 @@ class AdminApi:
         if row is None:
             raise ApiError(404, "User not found.", code="user_not_found", param="user_id")
         logger.info("user updated user_id=%s fields=%s", body.user_id, ",".join(sorted(values)))
-        return JSONResponse(user_view(row))
+        return JSONResponse(await self.spent(user_view(row), "user", body.user_id))
 
     def _invalidate_user(self, user_id: str) -> None:
         self._backend.cache.invalidate_user(user_id)
@@ -562,6 +626,16 @@ def _within(models: list[str] | None, allowed: Any, level: str, groups: AccessGr
         if not listed(model, allowed_models):
             message = f"Model {model!r} is not one of the {level}'s models; a key cannot exceed its {level}."
             raise ApiError(400, message, param="models")
+
+
+def _is_key_id(value: str) -> bool:
+    """The shape of the key ids this plugin assigns (hex, `KEY_ID_LENGTH` characters)."""
+    return len(value) == KEY_ID_LENGTH and all(char in "0123456789abcdef" for char in value)
+
+
+def _row_key_id(row: Mapping[str, Any]) -> str:
+    """The key's public id; a row read before migration 0004 had none (it was the hash's prefix)."""
+    return str(row.get("key_id") or key_id(row["token_hash"]))
 
 
 def _single_param(query: Mapping[str, str], name: str) -> str:

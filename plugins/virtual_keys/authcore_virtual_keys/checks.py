@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from authcore import AuthcoreError, DependencyFailure, Forbidden, RequestContext
 from authcore_virtual_keys.access import NO_GROUPS, AccessGroups, expand, key_allows, level_allows
+from authcore_virtual_keys.end_users import EndUserCache, EndUserRecord, Miss
 from authcore_virtual_keys.records import KeySnapshot
-from authcore_virtual_keys.store import KeyStore
-from authcore_virtual_keys.tables import end_users
 
 MAX_MODEL_NAME_IN_MESSAGE = 100
 logger = logging.getLogger("authcore.virtual_keys")
@@ -29,63 +28,158 @@ def check_key(snapshot: KeySnapshot, models: Iterable[str], groups: AccessGroups
     """Raise `Forbidden` when the key, its team or its user may not make this request.
 
     Access group names in any model list stand for their members (`groups`).
+    The request path uses `KeyAccess`, the same checks with their fixed parts
+    worked out once per snapshot.
     """
+    denial = owner_denial(snapshot)
+    if denial is not None:
+        raise _forbidden(denial)
+    key_models = expand(snapshot.models, groups)
+    team_models = expand(snapshot.team.models, groups) if snapshot.team is not None else None
+    scopes = tuple(expand(scope, groups) for scope in snapshot.scope_models())
+    for model in models:
+        if not model_allowed(key_models, team_models, scopes, model):
+            raise model_denied(model)
+
+
+Denial = tuple[str, str]
+"""(message, reason id); the reason id is also the error code."""
+
+
+def owner_denial(snapshot: KeySnapshot) -> Denial | None:
+    """Why the key, its team, organization, project or user denies every request; `None` when nothing does."""
     if snapshot.blocked:
-        raise Forbidden("This key is blocked; an admin can unblock it.", reason_id="key_blocked", code="key_blocked")
+        return "This key is blocked; an admin can unblock it.", "key_blocked"
     team = snapshot.team
     if snapshot.team_id is not None and team is None:
         # The key points at a team that no longer exists: its limits cannot be known.
-        raise Forbidden("This key's team does not exist.", reason_id="team_not_found", code="team_not_found")
+        return "This key's team does not exist.", "team_not_found"
     if team is not None and team.blocked:
-        raise Forbidden("This key's team is blocked.", reason_id="team_blocked", code="team_blocked")
+        return "This key's team is blocked.", "team_blocked"
     if snapshot.org_id is not None and (snapshot.org is None or snapshot.org.blocked):
         # A missing organization is denied like a missing team: its model list cannot be known.
-        message = "This key's organization is blocked or does not exist."
-        raise Forbidden(message, reason_id="org_denied", code="org_denied")
+        return "This key's organization is blocked or does not exist.", "org_denied"
     if snapshot.project_id is not None and (snapshot.project is None or snapshot.project.blocked):
-        message = "This key's project is blocked or does not exist."
-        raise Forbidden(message, reason_id="project_denied", code="project_denied")
+        return "This key's project is blocked or does not exist.", "project_denied"
     if snapshot.user is not None and snapshot.user.deactivated:
-        raise Forbidden("This key's user is deactivated.", reason_id="user_deactivated", code="user_deactivated")
-    key_models = expand(snapshot.models, groups)
-    team_models = expand(team.models, groups) if team is not None else None
-    scopes = tuple(expand(scope, groups) for scope in snapshot.scope_models())
-    for model in models:
-        allowed = key_allows(key_models, team_models, model)
-        if not allowed or not all(level_allows(scope, model) for scope in scopes):
-            shown = model if len(model) <= MAX_MODEL_NAME_IN_MESSAGE else model[:MAX_MODEL_NAME_IN_MESSAGE] + "..."
-            raise Forbidden(
-                f"This key is not allowed to use model {shown!r}.",
-                reason_id="model_not_allowed",
-                code="model_not_allowed",
-                param="model",
-            )
+        return "This key's user is deactivated.", "user_deactivated"
+    return None
+
+
+def _forbidden(denial: Denial) -> Forbidden:
+    message, reason = denial
+    return Forbidden(message, reason_id=reason, code=reason)
+
+
+def model_allowed(
+    key_models: tuple[str, ...],
+    team_models: tuple[str, ...] | None,
+    scopes: tuple[tuple[str, ...], ...],
+    model: str,
+) -> bool:
+    """Key, team, organization and project (lists already expanded) all let `model` through."""
+    return key_allows(key_models, team_models, model) and all(level_allows(scope, model) for scope in scopes)
+
+
+def model_denied(model: str) -> Forbidden:
+    shown = model if len(model) <= MAX_MODEL_NAME_IN_MESSAGE else model[:MAX_MODEL_NAME_IN_MESSAGE] + "..."
+    return Forbidden(
+        f"This key is not allowed to use model {shown!r}.",
+        reason_id="model_not_allowed",
+        code="model_not_allowed",
+        param="model",
+    )
+
+
+MEMO_MODELS = 256
+"""Model verdicts remembered per snapshot; clients choose the names, so the memo is bounded."""
+MEMO_MODEL_NAME = 256
+"""Longer names are checked every time rather than kept."""
+
+
+class KeyAccess:
+    """One snapshot as the request path uses it, for one plugin instance.
+
+    The snapshot never changes and the access groups are fixed per instance,
+    so the identity, the owner verdict, whether models are restricted, the
+    expanded model lists and the verdict per model are worked out once
+    instead of on every request. `check` raises exactly what `check_key` does.
+    """
+
+    __slots__ = (
+        "_denial",
+        "_key_models",
+        "_scopes",
+        "_team_models",
+        "_verdicts",
+        "expires_at",
+        "identity",
+        "restricts",
+    )
+
+    def __init__(self, snapshot: KeySnapshot, plugin: str, groups: AccessGroups) -> None:
+        self.identity = snapshot.identity(plugin, groups)
+        self.expires_at: float | None = snapshot.expires_at.timestamp() if snapshot.expires_at is not None else None
+        """POSIX seconds: the request path compares it with `time.time()`, no datetime built."""
+        self.restricts = snapshot.restricts_models()
+        self._denial = owner_denial(snapshot)
+        self._key_models = expand(snapshot.models, groups)
+        self._team_models = expand(snapshot.team.models, groups) if snapshot.team is not None else None
+        self._scopes = tuple(expand(scope, groups) for scope in snapshot.scope_models())
+        self._verdicts: dict[str, bool] = {}
+
+    def check(self, models: Iterable[str]) -> None:
+        if self._denial is not None:
+            # A new exception each time: a shared one would collect every request's traceback.
+            raise _forbidden(self._denial)
+        for model in models:
+            allowed = self._verdicts.get(model)
+            if allowed is None:
+                allowed = model_allowed(self._key_models, self._team_models, self._scopes, model)
+                if len(self._verdicts) < MEMO_MODELS and len(model) <= MEMO_MODEL_NAME:
+                    self._verdicts[model] = allowed
+            if not allowed:
+                raise model_denied(model)
 
 
 END_USER_HEADERS = ("x-litellm-customer-id", "x-litellm-end-user-id")
 """Headers naming the end user (customer) a request is made for, before the body's `user`."""
 MAX_END_USER_ID = 255
-# One pass over the raw header list, in precedence order: servers give lower-case names.
-_END_USER_HEADER_NAMES = tuple(name.encode() for name in END_USER_HEADERS)
+# Compared with the raw header names: servers give them lower-case.
+_CUSTOMER_HEADER, _END_USER_HEADER = (name.encode() for name in END_USER_HEADERS)
 
 
 async def end_user_id(request: RequestContext) -> str | None:
     """The end user named by the headers, else by the JSON body's `user` (LiteLLM's precedence)."""
-    named: dict[bytes, bytes] = {}
-    for name, value in request.raw_headers:
-        if name in _END_USER_HEADER_NAMES:
-            named.setdefault(name, value)
-    for header in _END_USER_HEADER_NAMES:
-        raw = named.get(header)
-        if raw:
-            return raw.decode("latin-1")
-    if request.method not in ("POST", "PUT", "PATCH"):
-        return None
+    named = header_end_user(request.raw_headers)
+    if named is not None or request.method not in ("POST", "PUT", "PATCH"):
+        return named
     try:
         body = await request.json()
     except Exception:  # noqa: BLE001 - an unreadable body names no end user; other checks judge the body
         return None
-    if not isinstance(body, Mapping):
+    return body_end_user(body)
+
+
+def header_end_user(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The first non-empty of: the first customer-id header, the first end-user-id header."""
+    customer = end_user = None
+    for name, value in raw_headers:
+        if name == _CUSTOMER_HEADER:
+            if customer is None:
+                customer = value
+        elif name == _END_USER_HEADER and end_user is None:
+            end_user = value
+    if customer:
+        return customer.decode("latin-1")
+    if end_user:
+        return end_user.decode("latin-1")
+    return None
+
+
+def body_end_user(body: Any) -> str | None:
+    """The parsed JSON body's `user`; 400 when it is there but not a non-empty string."""
+    if not isinstance(body, dict) and not isinstance(body, Mapping):
         return None
     user = body.get("user")
     if user is None:
@@ -98,28 +192,105 @@ async def end_user_id(request: RequestContext) -> str | None:
 class EndUserCheck:
     """Blocked end users (customers) get 403; unknown ones too when `validate` is set.
 
-    Read from the database on every request that names an end user, so a
-    block applies at once in every process.
+    Rows are read through `EndUserCache`: a change made through the admin API
+    applies at once in every process (invalidation), any other within the
+    cache's freshness bound.
     """
 
-    def __init__(self, store: Callable[[], KeyStore], *, validate: bool) -> None:
-        self._store = store
+    def __init__(self, cache: EndUserCache, *, validate: bool) -> None:
+        self._cache = cache
         self._validate = validate
 
     async def __call__(self, request: RequestContext) -> None:
         user_id = await end_user_id(request)
-        if user_id is None:
-            return
+        if user_id is not None:
+            await self.check(user_id)
+
+    async def check(self, user_id: str) -> EndUserRecord | None:
+        """The end user named by the request (`end_user_id`) may be served; its record, if it has one."""
+        record = await self.find(user_id)
+        self.judge(record)
+        return record
+
+    async def find(self, user_id: str) -> EndUserRecord | None:
+        """The end user's record (`None`: no row). 400 for an id too long to be one; 503 when unreadable."""
         if len(user_id) > MAX_END_USER_ID:
             raise InvalidRequest("The end user id is too long.", reason_id="end_user_id_too_long", param="user")
+        found = self._cache.fresh(user_id)
+        if not isinstance(found, Miss):
+            return found
         try:
-            row: dict[str, Any] | None = await self._store().get_row(end_users, user_id)
+            return await self._cache.get(user_id)
         except DependencyFailure:
             raise
         except Exception as error:  # noqa: BLE001 - any store failure denies with 503
             logger.warning("end user lookup failed: %s", type(error).__name__)
             raise DependencyFailure("The key store is unavailable.", reason_id="key_store_unavailable") from None
-        if row is None and self._validate:
-            raise Forbidden("Unknown end user.", reason_id="end_user_unknown", code="end_user_unknown", param="user")
-        if row is not None and row["blocked"]:
+
+    def judge(self, record: EndUserRecord | None) -> None:
+        """403 for a blocked end user, or an unknown one when end users are validated."""
+        if record is None:
+            if self._validate:
+                raise Forbidden(
+                    "Unknown end user.", reason_id="end_user_unknown", code="end_user_unknown", param="user"
+                )
+        elif record.blocked:
             raise Forbidden("This end user is blocked.", reason_id="end_user_blocked", code="end_user_blocked")
+
+
+class NamedEndUser:
+    """The end user a request names, as `resolve_identity` found it, for `post_checks` to judge.
+
+    The body parsed on the way is kept (`body`, else `UNREAD`) so the model check does not parse it again.
+    A malformed `user` or a failed judgement is raised by `check`, in `post_checks`, like every 403/400.
+    """
+
+    __slots__ = ("body", "error", "record", "user_id")
+
+    def __init__(
+        self, body: Any, user_id: str | None, record: EndUserRecord | None, error: AuthcoreError | None
+    ) -> None:
+        self.body = body
+        self.user_id = user_id
+        self.record = record
+        self.error = error
+
+    def check(self, end_users: EndUserCheck) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.user_id is not None:
+            end_users.judge(self.record)
+
+
+UNREAD: Any = object()
+"""The body was not parsed (not needed, or parsing failed and is left to the model check)."""
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def named_end_user(request: RequestContext, end_users: EndUserCheck) -> Any:
+    """A `NamedEndUser` when the request names an end user (headers, else the body's `user`), with its record;
+    else the parsed body (`UNREAD` when not parsed), so the common case allocates nothing.
+
+    Raises only when the record cannot be read (503); everything else is left to `NamedEndUser.check`.
+    """
+    body: Any = UNREAD
+    user_id = header_end_user(request.raw_headers)
+    if user_id is None:
+        if request.method not in BODY_METHODS:
+            return UNREAD
+        try:
+            body = await request.json()
+        except Exception:  # noqa: BLE001 - an unreadable body names no end user; the model check reads it again
+            return UNREAD
+        if not isinstance(body, Mapping) or body.get("user") is None:
+            return body
+        try:
+            user_id = body_end_user(body)
+        except InvalidRequest as error:
+            return NamedEndUser(body, None, None, error)
+        assert user_id is not None
+    try:
+        record = await end_users.find(user_id)
+    except InvalidRequest as error:
+        return NamedEndUser(body, user_id, None, error)
+    return NamedEndUser(body, user_id, record, None)

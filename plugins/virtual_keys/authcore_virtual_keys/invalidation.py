@@ -1,7 +1,9 @@
 """Cross-replica cache invalidation over Redis pub/sub.
 
 Each admin change is published on one channel as a short text message naming
-what changed: `key:<hash>`, `team:<id>`, `user:<id>` or `all`. Never a raw key.
+what changed: `key:<hash>`, `team:<id>`, `user:<id>`, `org:<id>`, `project:<id>`,
+`end_user:<id>` or `all`. Never a raw key. A replica that does not know a kind
+reads it as `all`, so a mixed-version rollout only drops more.
 Every replica subscribes and drops the matching entries of its own cache.
 A message can be lost (Redis down, connection dropped): the subscriber then
 clears the whole cache whenever it (re)subscribes, and the cache's freshness
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("authcore.virtual_keys")
 
-ChangeKind = Literal["key", "team", "user", "all"]
-_KINDS: Final[frozenset[str]] = frozenset({"key", "team", "user"})
+ChangeKind = Literal["key", "team", "user", "org", "project", "end_user", "all"]
+_KINDS: Final[frozenset[str]] = frozenset({"key", "team", "user", "org", "project", "end_user"})
 
 POLL_S: Final = 1.0
 """How long one read on the subscription waits before the loop checks its health."""
@@ -38,7 +40,8 @@ PUBLISH_DRAIN_S: Final = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What an admin change affects: one key (by hash), a team's or a user's keys, or everything."""
+    """What an admin change affects: one key (by hash); a team's, user's, organization's or project's keys;
+    one end user; or everything."""
 
     kind: ChangeKind
     value: str = ""

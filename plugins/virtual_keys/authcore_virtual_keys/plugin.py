@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Final
 
 from authcore import (
@@ -21,15 +23,25 @@ from authcore import (
 from authcore_virtual_keys.access import UnreadableModels, body_models
 from authcore_virtual_keys.admin import AdminApi
 from authcore_virtual_keys.cache import SnapshotCache
-from authcore_virtual_keys.checks import EndUserCheck, InvalidRequest, check_key
+from authcore_virtual_keys.checks import (
+    BODY_METHODS,
+    UNREAD,
+    EndUserCheck,
+    InvalidRequest,
+    KeyAccess,
+    NamedEndUser,
+    named_end_user,
+)
 from authcore_virtual_keys.config import VirtualKeysConfig, check_secrets
-from authcore_virtual_keys.hashing import KEY_PREFIX, KeyHasher, SecretMatcher
+from authcore_virtual_keys.end_users import EndUserCache, EndUserRecord, end_user_from_row
+from authcore_virtual_keys.hashing import KEY_PREFIX, KeyHasher, TokenMatcher
 from authcore_virtual_keys.invalidation import InvalidationBus, channel_name
+from authcore_virtual_keys.migrations import MIGRATIONS
 from authcore_virtual_keys.records import KeySnapshot
 from authcore_virtual_keys.store import KeyStore
+from authcore_virtual_keys.tables import end_users
 
 MASTER_KEY_ID: Final = "master_key"
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class _MasterKey:
@@ -43,25 +55,34 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
     """LiteLLM-style virtual keys: `sk-` keys stored as HMAC-SHA-256 hashes, a master key, and `/key/*` admin routes."""
 
     Config = VirtualKeysConfig
+    migrations = MIGRATIONS
 
     def __init__(self, name: str, config: VirtualKeysConfig) -> None:
         super().__init__(name, config)
         check_secrets(config)
         secret = config.hash_secret.get_secret_value().encode() if config.hash_secret is not None else None
         self._hasher = KeyHasher(config.hash_mode, secret if config.hash_mode == "hmac" else None)
-        self._master = SecretMatcher(config.master_key.get_secret_value()) if config.master_key is not None else None
+        self._master = (
+            TokenMatcher(self._hasher, config.master_key.get_secret_value()) if config.master_key is not None else None
+        )
         self._store: KeyStore | None = None
         self._bus: InvalidationBus | None = None
+        end_user_cache = EndUserCache(self._load_end_user, ttl=config.cache_ttl_s)
         self._cache = SnapshotCache(
             self._lookup,
             ttl=config.cache_ttl_s,
             negative_ttl=config.negative_cache_ttl_s,
             negative_size=config.negative_cache_size,
+            end_users=end_user_cache,
         )
         self._state_key = f"authcore_virtual_keys:{name}"
+        self._end_user_key = f"authcore_virtual_keys:{name}:end_user"
         self._access_groups = config.access_groups()
         self._admin = AdminApi(self, self._access_groups)
-        self._end_users = EndUserCheck(lambda: self.store, validate=config.validate_end_users)
+        self._end_users = EndUserCheck(end_user_cache, validate=config.validate_end_users)
+        self._master_identity = Identity(
+            auth_method="master_key", role="proxy_admin", key_id=MASTER_KEY_ID, plugin=self.name
+        )
 
     # -- what the admin API uses --------------------------------------------
 
@@ -82,14 +103,19 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
     async def _lookup(self, token: str) -> KeySnapshot | None:
         return await self.store.lookup(token)
 
+    async def _load_end_user(self, user_id: str) -> EndUserRecord | None:
+        row = await self.store.get_row(end_users, user_id)
+        return end_user_from_row(row) if row is not None else None
+
     # -- hooks --------------------------------------------------------------
 
     @hookimpl
     async def startup(self, context: PluginContext) -> None:
-        store = KeyStore(context.resources.engine())
+        store = KeyStore(context.resources.engine(), context.resources.read_engine())
         if self.config.create_schema:
             await store.create_schema()
         self._store = store
+        self._admin.describe = context.describe
         redis = context.resources.redis()
         if redis is not None:
             # Without Redis (the embedded single process) changes are dropped from this process's cache only.
@@ -111,45 +137,88 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
     def routes(self) -> Sequence[PluginRoute]:
         return self._admin.routes()
 
+    def _access(self, snapshot: KeySnapshot) -> KeyAccess:
+        return KeyAccess(snapshot, self.name, self._access_groups)
+
     @hookimpl
     async def resolve_identity(self, request: RequestContext, credentials: Credentials) -> Identity | None:
         """The master key, or a stored `sk-` key; `None` for other credentials."""
         if credentials.kind != "api_key":
             return None
         raw = credentials.reveal()
-        if self._master is not None and self._master.matches(raw):
-            request.state[self._state_key] = _MASTER
-            return Identity(auth_method="master_key", role="proxy_admin", key_id=MASTER_KEY_ID, plugin=self.name)
-        if not raw.startswith(KEY_PREFIX):
-            # Not a virtual key; in particular a stored hash is never accepted as one.
-            return None
-        snapshot = await self._cache.get(self._hasher.token(raw))
+        master = self._master
+        if master is None:
+            if not raw.startswith(KEY_PREFIX):
+                return None
+            token = self._hasher.token(raw)
+        else:
+            # One hash serves both: the master key is compared by its hash under the same hasher.
+            token = self._hasher.token(raw)
+            if master.matches(token):
+                request.state[self._state_key] = _MASTER
+                named = request.state[self._end_user_key] = await named_end_user(request, self._end_users)
+                return _for_end_user(self._master_identity, named)
+            if not raw.startswith(KEY_PREFIX):
+                # Not a virtual key; in particular a stored hash is never accepted as one.
+                return None
+        cache = self._cache
+        snapshot = cache.fresh(token)
         if snapshot is None:
-            raise InvalidCredentials(reason_id="unknown_key")
+            snapshot = await cache.get(token)
+            if snapshot is None:
+                raise InvalidCredentials(reason_id="unknown_key")
+        access = snapshot.derived(self._state_key, self._access)
         # Checked on every request, not when the cache was filled.
-        if snapshot.expires_at is not None and snapshot.expired(datetime.now(UTC)):
+        if access.expires_at is not None and time.time() >= access.expires_at:
             raise InvalidCredentials(reason_id="expired_key")
-        request.state[self._state_key] = snapshot
-        return snapshot.identity(self.name, self._access_groups)
+        request.state[self._state_key] = access
+        # The end user is found here, judged in `post_checks`: only the identity reaches the gateway.
+        named = request.state[self._end_user_key] = await named_end_user(request, self._end_users)
+        return _for_end_user(access.identity, named)
 
     @hookimpl
     async def post_checks(self, request: RequestContext, identity: Identity) -> None:
         """Blocked key or team, deactivated user, blocked end user, and models (fallbacks included) -> 403."""
         if identity.plugin != self.name:
             return
-        await self._end_users(request)
+        # Set with the identity in `resolve_identity`: a `NamedEndUser`, else the body as parsed there.
+        named = request.state.get(self._end_user_key, UNREAD)
+        if isinstance(named, NamedEndUser):
+            named.check(self._end_users)
+            body = named.body
+        else:
+            body = named
         resolved = request.state.get(self._state_key)
         if resolved is _MASTER and identity.auth_method == "master_key":
             return
-        if not isinstance(resolved, KeySnapshot):
+        if not isinstance(resolved, KeyAccess):
             # An identity carrying this instance's name that it did not resolve: never trust it.
             raise Forbidden(reason_id="identity_not_resolved_here")
-        models: list[str] = []
-        if resolved.restricts_models():
-            models.extend(await request.requested_models())
-            if request.method in _BODY_METHODS:
-                try:
-                    models.extend(body_models(await request.json()))
-                except UnreadableModels as error:
-                    raise InvalidRequest(str(error), reason_id="unreadable_models", param="fallbacks") from None
-        check_key(resolved, models, self._access_groups)
+        if not resolved.restricts:
+            resolved.check(())
+            return
+        models = list(await request.requested_models())
+        if request.method in BODY_METHODS:
+            try:
+                models.extend(body_models(await request.json() if body is UNREAD else body))
+            except UnreadableModels as error:
+                raise InvalidRequest(str(error), reason_id="unreadable_models", param="fallbacks") from None
+        resolved.check(models)
+
+
+def _for_end_user(identity: Identity, named: object) -> Identity:
+    """`identity` for the request's end user, when it names one: its id in `end_user_id` (budgets count
+    end-user spend by it), the row's budget in `limits["end_user"]`, and what the gateway must apply
+    (default model and region, `end_users.DEFAULT_MODEL_FIELD`, `REGION_FIELD`) in `metadata`.
+    """
+    if not isinstance(named, NamedEndUser) or named.user_id is None or named.error is not None:
+        return identity
+    record = named.record
+    if record is None or (not record.identity_metadata and not record.limits):
+        return dataclasses.replace(identity, end_user_id=named.user_id)
+    return dataclasses.replace(
+        identity,
+        end_user_id=named.user_id,
+        metadata=MappingProxyType({**identity.metadata, **record.identity_metadata}),
+        limits=MappingProxyType({**identity.limits, "end_user": record.limits}) if record.limits else identity.limits,
+    )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from authcore import Identity
 from authcore_virtual_keys.access import ALL_TEAM_MODELS, NO_GROUPS, AccessGroups, expand, unrestricted
@@ -25,8 +25,13 @@ LIMIT_FIELDS = (
 )
 """Key columns handed to other plugins (budgets) through `Identity.limits`; not enforced here.
 
+The team's and organization's `ENTITY_LIMIT_FIELDS` go in `limits["team"]` and `limits["org"]`.
+
 Datetimes (`temp_budget_expiry`) are passed as ISO-8601 strings in UTC.
 """
+
+
+T = TypeVar("T")
 
 
 def freeze(value: Any) -> Any:
@@ -57,6 +62,7 @@ class TeamRecord:
     team_alias: str | None
     models: tuple[str, ...]
     blocked: bool
+    organization_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +101,23 @@ class KeySnapshot:
     user: UserRecord | None
     org: ScopeRecord | None = None
     project: ScopeRecord | None = None
+    key_id: str = ""
+    """The key's public id, fixed at creation (`Identity.key_id`); empty: derived from `token` as before."""
     _identities: dict[str, Identity] = field(default_factory=dict, init=False, compare=False, repr=False)
     """Identity per plugin instance, built once: the snapshot is immutable, so is its principal."""
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """What each plugin instance works out from the snapshot (see `derived`)."""
+
+    def derived(self, owner: str, build: Callable[[KeySnapshot], T]) -> T:
+        """`build(self)`, computed on first use per `owner` and kept.
+
+        For values fixed per plugin instance (its name, its access groups) that
+        the request path would otherwise recompute on every request.
+        """
+        found = self._derived.get(owner)
+        if found is None:
+            found = self._derived[owner] = build(self)
+        return cast(T, found)
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -120,7 +141,7 @@ class KeySnapshot:
             org_id=self.org_id,
             project_id=self.project_id,
             role=self.user.role if self.user is not None else None,
-            key_id=key_id(self.token),
+            key_id=self.key_id or key_id(self.token),
             key_alias=self.key_alias,
             models=self.identity_models(groups),
             allowed_routes=self.allowed_routes,
@@ -163,7 +184,11 @@ class KeySnapshot:
 
 
 def snapshot_from_row(row: Mapping[str, Any]) -> KeySnapshot:
-    """Build a snapshot from one joined row (key columns, `team_*` and `user_*` columns)."""
+    """Build a snapshot from one joined row (key columns, `team_*` and `user_*` columns).
+
+    A key without an organization of its own belongs to its team's (`org_id`),
+    so that organization's model list and blocked flag apply to it too.
+    """
     team = None
     if row.get("team_team_id") is not None:
         team = TeamRecord(
@@ -171,6 +196,7 @@ def snapshot_from_row(row: Mapping[str, Any]) -> KeySnapshot:
             team_alias=row.get("team_team_alias"),
             models=_names(row.get("team_models")),
             blocked=bool(row.get("team_blocked")),
+            organization_id=row.get("team_organization_id"),
         )
     user = None
     if row.get("user_user_id") is not None:
@@ -191,15 +217,35 @@ def snapshot_from_row(row: Mapping[str, Any]) -> KeySnapshot:
         blocked=bool(row.get("blocked")),
         team_id=row.get("team_id"),
         user_id=row.get("user_id"),
-        org_id=row.get("org_id"),
+        org_id=row.get("org_id") or (team.organization_id if team is not None else None),
         project_id=row.get("project_id"),
         metadata=freeze(row.get("metadata") or {}),
-        limits=MappingProxyType({name: _limit(row[name]) for name in LIMIT_FIELDS if row.get(name) is not None}),
+        limits=_limits(row),
         team=team,
         user=user,
         org=org,
         project=project,
+        key_id=row.get("key_id") or "",
     )
+
+
+ENTITY_LIMIT_FIELDS = ("max_budget", "tpm_limit", "rpm_limit")
+"""Team and organization columns handed over in `Identity.limits["team"]` / `["org"]` (budgets enforces them)."""
+
+
+def handed_over(row: Mapping[str, Any], prefix: str = "") -> Mapping[str, Any]:
+    """A team or organization row's `ENTITY_LIMIT_FIELDS` that are set (column names after `prefix`)."""
+    return {name: row[prefix + name] for name in ENTITY_LIMIT_FIELDS if row.get(prefix + name) is not None}
+
+
+def _limits(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The key's own limit fields, plus its team's and organization's under `team` and `org` when set."""
+    limits: dict[str, Any] = {name: _limit(row[name]) for name in LIMIT_FIELDS if row.get(name) is not None}
+    for entity, prefix in (("team", "team_"), ("org", "org_")):
+        handed = handed_over(row, prefix)
+        if handed:
+            limits[entity] = MappingProxyType(handed)
+    return MappingProxyType(limits)
 
 
 def _limit(value: Any) -> Any:

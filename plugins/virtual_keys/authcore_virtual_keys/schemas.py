@@ -8,27 +8,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
 
+from authcore.durations import parse_duration as parse_core_duration
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 UserRole = Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"]
 
 NO_EXPIRY = "-1"
-_DURATION = re.compile(r"(\d{1,6})(s|m|h|d|w)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_DURATION = timedelta(days=3650)
+MAX_DURATION_DAYS = 3650
+"""Longest key lifetime or grace period: ten years."""
 
 
 def parse_duration(text: str) -> timedelta:
-    """`"30s"`, `"15m"`, `"1h"`, `"30d"`, `"2w"` as a timedelta."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise ValueError("duration must be a number and a unit s, m, h, d or w (e.g. '30d'), or '-1' for no expiry")
-    seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("duration must be positive")
-    if seconds > MAX_DURATION.total_seconds():
-        raise ValueError("duration must be at most 10 years")
-    return timedelta(seconds=seconds)
+    """`"30s"`, `"30m"`, `"30h"`, `"30d"`, `"2w"`, `"1mo"` (`authcore.durations`) as its length from now."""
+    return parse_core_duration(text, max_days=MAX_DURATION_DAYS).from_now()
 
 
 def _chosen_key(value: SecretStr | None) -> SecretStr | None:
@@ -152,6 +145,9 @@ class _GroupFields(_Request):
 
 class TeamFields(_GroupFields):
     team_alias: Name | None = None
+    organization_id: Name | None = Field(
+        None, description="The organization the team belongs to; its keys without one of their own follow it."
+    )
 
 
 class NewTeam(TeamFields):

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, delete, func, select, update
+from sqlalchemy import Column, Select, Table, bindparam, delete, func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authcore import DependencyFailure
@@ -21,6 +22,9 @@ logger = logging.getLogger("authcore.virtual_keys")
 Row = dict[str, Any]
 
 
+_KEY_ORG = func.coalesce(keys.c.org_id, teams.c.organization_id)
+
+
 def _lookup_query() -> Select[Any]:
     # One statement per lookup: the key with its team and user, so a cold key costs one round trip.
     return select(
@@ -29,19 +33,27 @@ def _lookup_query() -> Select[Any]:
         teams.c.team_alias.label("team_team_alias"),
         teams.c.models.label("team_models"),
         teams.c.blocked.label("team_blocked"),
+        teams.c.organization_id.label("team_organization_id"),
+        teams.c.max_budget.label("team_max_budget"),
+        teams.c.tpm_limit.label("team_tpm_limit"),
+        teams.c.rpm_limit.label("team_rpm_limit"),
         users.c.user_id.label("user_user_id"),
         users.c.user_role.label("user_user_role"),
         users.c.deactivated.label("user_deactivated"),
         organizations.c.organization_id.label("org_organization_id"),
         organizations.c.models.label("org_models"),
         organizations.c.blocked.label("org_blocked"),
+        organizations.c.max_budget.label("org_max_budget"),
+        organizations.c.tpm_limit.label("org_tpm_limit"),
+        organizations.c.rpm_limit.label("org_rpm_limit"),
         projects.c.project_id.label("project_project_id"),
         projects.c.models.label("project_models"),
         projects.c.blocked.label("project_blocked"),
     ).select_from(
         keys.outerjoin(teams, teams.c.team_id == keys.c.team_id)
         .outerjoin(users, users.c.user_id == keys.c.user_id)
-        .outerjoin(organizations, organizations.c.organization_id == keys.c.org_id)
+        # A key without an organization of its own is in its team's (`records.snapshot_from_row`).
+        .outerjoin(organizations, organizations.c.organization_id == _KEY_ORG)
         .outerjoin(projects, projects.c.project_id == keys.c.project_id)
     )
 
@@ -88,6 +100,24 @@ async def _grace_lookup(connection: AsyncConnection, token: str) -> KeySnapshot 
     return dataclasses.replace(snapshot, expires_at=expires)
 
 
+class _Dropped(Exception):
+    """The server closed the connection under a driver-level read (the pool has been told)."""
+
+
+async def _driver_fetch(connection: AsyncConnection, sql: str, token: str) -> Mapping[str, Any] | None:
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    try:
+        record = await driver.fetchrow(sql, token)
+    except BaseException as error:
+        # SQLAlchemy did not see this call fail: keep the connection out of the pool ourselves.
+        await connection.invalidate()
+        if isinstance(error, Exception) and driver.is_closed():
+            raise _Dropped from error
+        raise
+    return dict(record.items()) if record is not None else None
+
+
 class _RollBack(Exception):
     """Raised inside a transaction to undo it (leaving `begin()` by an exception rolls back)."""
 
@@ -99,8 +129,18 @@ def now_utc() -> datetime:
 class KeyStore:
     """Database access for the plugin. Never sees a raw key: only hashes."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.read_engine = read_engine or engine
+        """For `lookup`: `Resources.read_engine()` (AUTOCOMMIT, no pre-ping) in a deployment."""
+        # On asyncpg the key is fetched on the driver connection with the statement compiled here
+        # once: SQLAlchemy's execution and result layers cost ~150 µs of a cold key's ~600. The row
+        # is the same (the dialect's JSON codecs live on that connection). Other drivers: `execute`.
+        self._driver_lookup = (
+            str(_LOOKUP.compile(dialect=self.read_engine.dialect))
+            if self.read_engine.dialect.driver == "asyncpg"
+            else None
+        )
 
     async def create_schema(self) -> None:
         """Run the plugin's migrations up to the newest revision."""
@@ -115,15 +155,29 @@ class KeyStore:
         it (same identity), expiring when the grace period ends.
         """
         try:
-            async with self.engine.connect() as connection:
-                found = (await connection.execute(_LOOKUP, {"token": token})).mappings().first()
-                if found is not None:
-                    return snapshot_from_row(found)
-                return await _grace_lookup(connection, token)
+            try:
+                return await self._lookup(token)
+            except (DBAPIError, _Dropped) as error:
+                if isinstance(error, DBAPIError) and not error.connection_invalidated:
+                    raise
+                # The server dropped a pooled connection (restart, failover, idle timeout): the read
+                # engine does not ping before use, and the pool has now replaced it. Once only.
+                return await self._lookup(token)
         except Exception as error:  # noqa: BLE001 - any store failure denies with 503
             # The type only: driver messages can quote parameters, and the parameter is a key hash.
             logger.warning("virtual key lookup failed: %s", type(error).__name__)
             raise DependencyFailure("The key store is unavailable.", reason_id="key_store_unavailable") from None
+
+    async def _lookup(self, token: str) -> KeySnapshot | None:
+        async with self.read_engine.connect() as connection:
+            found: Mapping[str, Any] | None
+            if self._driver_lookup is not None:
+                found = await _driver_fetch(connection, self._driver_lookup, token)
+            else:
+                found = (await connection.execute(_LOOKUP, {"token": token})).mappings().first()
+            if found is not None:
+                return snapshot_from_row(found)
+            return await _grace_lookup(connection, token)
 
     # -- keys ---------------------------------------------------------------
 
@@ -132,6 +186,12 @@ class KeyStore:
         async with self.engine.connect() as connection:
             result = await connection.execute(select(keys.c.token_hash).where(keys.c.token_hash.in_(wanted)))
             return {row[0] for row in result}
+
+    async def token_for_key_id(self, ident: str) -> str | None:
+        """The current hash of the key whose public id is `ident`."""
+        async with self.engine.connect() as connection:
+            found = await connection.execute(select(keys.c.token_hash).where(keys.c.key_id == ident))
+            return found.scalar_one_or_none()
 
     async def tokens_for_aliases(self, aliases: Sequence[str]) -> dict[str, str]:
         async with self.engine.connect() as connection:
@@ -224,17 +284,18 @@ class KeyStore:
             found = (await connection.execute(select(table).where(_pk(table) == ident))).mappings().one()
         return _row(found)
 
-    async def delete_rows(self, table: Table, idents: Sequence[str], *, unless_used_by: str | None = None) -> bool:
+    async def delete_rows(
+        self, table: Table, idents: Sequence[str], *, unless_used_by: Sequence[Column[Any]] = ()
+    ) -> bool:
         """Delete all of `idents` or none: `False` when one does not exist.
 
-        With `unless_used_by` (a key column), raise `InUse` instead of deleting
-        what keys still reference.
+        With `unless_used_by` (columns of keys or teams), raise `InUse` instead
+        of deleting what they still reference.
         """
         wanted = list(idents)
         try:
             async with self.engine.begin() as connection:
-                if unless_used_by is not None:
-                    column = keys.c[unless_used_by]
+                for column in unless_used_by:
                     used = (
                         await connection.execute(select(column).where(column.in_(wanted)).limit(1))
                     ).scalar_one_or_none()
@@ -284,6 +345,14 @@ class KeyStore:
         except _RollBack:
             return False
         return True
+
+    async def team_key_orgs(self, team_id: str) -> set[str]:
+        """The organizations the team's keys name themselves (keys without one follow the team)."""
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(keys.c.org_id).where(keys.c.team_id == team_id, keys.c.org_id.is_not(None)).distinct()
+            )
+            return {row[0] for row in result}
 
     # -- users --------------------------------------------------------------
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from authcore.describe import EntityDescription
+
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
@@ -21,6 +23,7 @@ def key_name(row: Mapping[str, Any]) -> str | None:
 def key_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "token": row["token_hash"],
+        "key_id": row.get("key_id"),
         "key_name": key_name(row),
         "key_alias": row.get("key_alias"),
         "models": list(row.get("models") or []),
@@ -61,7 +64,12 @@ def _group_fields(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def team_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {"team_id": row["team_id"], "team_alias": row.get("team_alias"), **_group_fields(row)}
+    return {
+        "team_id": row["team_id"],
+        "team_alias": row.get("team_alias"),
+        "organization_id": row.get("organization_id"),
+        **_group_fields(row),
+    }
 
 
 def user_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,3 +120,30 @@ def customer_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": _iso(row.get("created_at")),
         "updated_at": _iso(row.get("updated_at")),
     }
+
+
+def with_spend(view: Mapping[str, Any], described: EntityDescription) -> dict[str, Any]:
+    """The view with what other plugins say about the entity (`describe_entity`: budgets' spend and remainder).
+
+    This plugin tracks no spend. `spend` comes from a describing plugin; other
+    described fields fill in what this view lacks or leaves null, and never
+    replace a value stored here (a key's own `max_budget` stays as set). When no
+    plugin describes spend (no budgets plugin), `spend` is 0.0, the value
+    LiteLLM clients expect, though nothing counts it. When a describing plugin
+    failed and none gave spend, `spend` is null and `spend_unavailable` says
+    which instances failed: a made-up 0 could let someone overspend.
+    """
+    merged = dict(view)
+    fields = described.fields
+    for name, value in fields.items():
+        if name == "spend" or merged.get(name) is None:
+            merged[name] = value
+    if "spend" not in fields:
+        if described.unavailable:
+            merged["spend"] = None
+            merged["spend_unavailable"] = (
+                f"spend could not be read: {', '.join(described.unavailable)} failed (see the gateway log)"
+            )
+        else:
+            merged["spend"] = 0.0
+    return merged

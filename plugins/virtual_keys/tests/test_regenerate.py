@@ -29,6 +29,7 @@ async def test_regenerate_returns_a_new_key_with_the_same_settings(gw: Gateway) 
     assert new["key"].startswith("sk-")
     assert new["key"] != old["key"]
     assert new["token"] != old["token"]
+    assert new["key_id"] == old["key_id"]
     assert new["key_name"] == f"sk-...{new['key'][-4:]}"
     for field in ("team_id", "models", "key_alias", "max_budget", "metadata", "created_at"):
         assert new[field] == old[field], field
@@ -57,7 +58,8 @@ async def test_with_grace_both_keys_resolve_to_the_same_identity_until_it_ends(g
     assert via_old.status_code == 200
     assert via_new.status_code == 200
     assert via_old.json()["identity"] == via_new.json()["identity"]
-    assert new["token"].startswith(via_old.json()["identity"]["key_id"])
+    # The key id is the key's, not its current value's: what budgets counted stays counted.
+    assert via_old.json()["identity"]["key_id"] == old["key_id"] == new["key_id"] == old["token"][:12]
 
     await expire_grace(gw)
 
@@ -94,7 +96,12 @@ async def test_regenerating_twice_keeps_the_first_grace_period_pointing_at_the_n
     for key in (first["key"], second["key"], third["key"]):
         response = await gw.chat(key)
         assert response.status_code == 200
-        assert third["token"].startswith(response.json()["identity"]["key_id"])
+        assert response.json()["identity"]["key_id"] == first["key_id"] == third["key_id"]
+
+    # Both earlier values follow the newest one: it gone, they are gone.
+    assert (await gw.admin("/key/delete", {"keys": [third["token"]]})).status_code == 200
+    for key in (first["key"], second["key"], third["key"]):
+        assert (await gw.chat(key)).status_code == 401
 
 
 async def test_the_old_key_cannot_be_used_to_manage_the_new_one(gw: Gateway) -> None:

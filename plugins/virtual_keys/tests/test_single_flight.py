@@ -14,19 +14,33 @@ from .conftest import Gateway, GatewayFactory
 
 @contextmanager
 def key_lookups(gw: Gateway) -> Iterator[list[str]]:
-    """Statements reading the keys table while the block runs."""
+    """Statements reading the keys table while the block runs.
+
+    On Postgres a key is read on its own read pool, on the driver connection,
+    where SQLAlchemy sees no statement: there each checkout of that pool is one
+    read (nothing else uses it).
+    """
     seen: list[str] = []
 
     def before_cursor_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if "FROM vk_keys" in statement:
             seen.append(statement)
 
+    def checkout(*_: Any) -> None:
+        seen.append("read pool checkout")
+
     engine = gw.resources.engine().sync_engine
-    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    reads = gw.resources.read_engine().sync_engine
+    listeners = [(engine, "before_cursor_execute", before_cursor_execute)]
+    if reads is not engine:
+        listeners.append((reads, "checkout", checkout))
+    for target, name, listener in listeners:
+        event.listen(target, name, listener)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", before_cursor_execute)
+        for target, name, listener in listeners:
+            event.remove(target, name, listener)
 
 
 async def test_concurrent_first_requests_share_one_query(gw: Gateway) -> None:
