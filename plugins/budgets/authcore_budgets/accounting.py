@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from authcore import Reservation, Usage
 from authcore_budgets.entities import Counter
@@ -17,6 +18,9 @@ logger = logging.getLogger("authcore.budgets")
 
 LOAD_ATTEMPTS = 8
 """Rounds of loading counters from the ledger before the request is refused (they only race settlements)."""
+
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class CountersNotLoaded(Exception):
@@ -38,12 +42,16 @@ class Accountant:
         self.pricer = pricer
         self.hold_ms = hold_ms
         self._on_soft = on_soft
+        self._loading: dict[str, asyncio.Future[None]] = {}
 
-    async def reserve(self, request_id: str, counters: Sequence[Counter], amount: int) -> ReserveOutcome:
-        """Hold `amount` on every counter or on none, loading counters the store does not have yet."""
-        self.ledger.check_backlog()
+    async def reserve(
+        self, request_id: str, counters: Sequence[Counter], amount: int, rates: Sequence[RateLimit] = ()
+    ) -> ReserveOutcome:
+        """Take every rate limit and hold `amount` on every counter, or none, loading counters not in the store."""
+        if counters:
+            self.ledger.check_backlog()
         for _ in range(LOAD_ATTEMPTS):
-            outcome = await self.store.reserve(request_id, counters, amount, self.hold_ms)
+            outcome = await self.store.reserve(request_id, counters, amount, self.hold_ms, rates)
             if not outcome.missing:
                 return outcome
             for index in outcome.missing:
@@ -51,7 +59,25 @@ class Accountant:
         raise CountersNotLoaded
 
     async def load(self, counter: Counter) -> None:
-        """Set a missing counter to its ledger total (after a restart, data loss or a new period)."""
+        """Set a missing counter to its ledger total (after a restart, data loss or a new period).
+
+        Concurrent requests missing the same counter wait for one load instead of
+        each reading the ledger (a cold counter under load would otherwise cost a
+        ledger sum and two Redis calls per waiting request).
+        """
+        pending = self._loading.get(counter.name)
+        if pending is None:
+            pending = self._loading[counter.name] = asyncio.ensure_future(self._load(counter))
+            pending.add_done_callback(self._loaded)
+        # Shielded: one waiter giving up (its request timed out) must not cancel the others' load.
+        await asyncio.shield(pending)
+
+    def _loaded(self, done: asyncio.Future[None]) -> None:
+        for name, pending in list(self._loading.items()):
+            if pending is done:
+                del self._loading[name]
+
+    async def _load(self, counter: Counter) -> None:
         for _ in range(LOAD_ATTEMPTS):
             late = await self.store.late_charges(counter)
             if late is None:
@@ -63,15 +89,22 @@ class Accountant:
         raise CountersNotLoaded
 
     async def commit(self, held: BudgetReservation, usage: Usage | None) -> None:
+        """Charge the counters and the tpm limits, and free parallel slots, in one store call."""
+        rates = held.rates
+        tokens = (held.tokens if usage is None else usage.total_tokens) if rates else 0
+        if not held.charges:
+            await self.store.settle(held.request_id, (), None, rates, tokens)
+            return
         # Without usage the upper bound is charged: the request ran and its cost is unknown.
         actual = held.amount if usage is None else self.pricer.actual(held.model, usage)
         charge = Charge(held.request_id, actual, held.model, held.columns, held.reserved_at_ms)
-        if not held.counters:
+        counters = held.counters
+        if not counters and not rates:
             # Spend-tracking only (no budget applied): the ledger row is the whole settlement.
             self.ledger.submit(charge)
             return
         try:
-            spends = await self.store.settle(held.request_id, held.counters, actual)
+            spends = await self.store.settle(held.request_id, counters, actual, rates, tokens)
         except BaseException:
             # The durable record must still learn the charge (a repeated one is skipped by request id).
             self.ledger.submit(charge)
@@ -79,57 +112,68 @@ class Accountant:
         if spends is None:
             return  # already settled: its charge is already recorded
         self.ledger.submit(charge)
-        for counter, spend in zip(held.counters, spends, strict=True):
+        for counter, spend in zip(counters, spends, strict=True):
             soft = counter.rule.soft
             if soft is not None and spend >= 0 and spend - actual <= soft < spend:
                 await self._on_soft(counter, spend)
 
     async def release(self, held: BudgetReservation) -> None:
-        if not held.counters:
-            return
-        await self.store.settle(held.request_id, held.counters, None)
+        counters = held.counters if held.charges else ()
+        if counters or held.rates:
+            await self.store.settle(held.request_id, counters, None, held.rates, 0)
 
 
-@dataclass(eq=False)
 class BudgetReservation(Reservation):
-    """The hold of one request on its counters; settled once through the `Accountant`."""
+    """The hold of one request on its counters and rate limits; settled once through the `Accountant`.
 
-    accountant: Accountant
-    request_id: str
-    counters: Sequence[Counter]
-    amount: int
-    model: str
-    columns: Mapping[str, str]
-    reserved_at_ms: int
-    rates: Sequence[RateLimit] = ()
-    charges: bool = True
-    """False when only rate limits apply (no priced model)."""
-    tokens: int = 0
-    """The most tokens the request can use; charged to tpm limits when no usage is reported."""
-    settled: bool = field(default=False)
+    A plain class with slots: one is built per request, and a dataclass's generated
+    `__init__` with defaults costs more than this one.
+    """
+
+    __slots__ = (
+        "accountant", "amount", "charges", "columns", "counters", "headers",
+        "model", "rates", "request_id", "reserved_at_ms", "settled", "tokens",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        accountant: Accountant,
+        request_id: str,
+        counters: Sequence[Counter],
+        amount: int,
+        model: str,
+        columns: Mapping[str, str],
+        reserved_at_ms: int,
+        rates: Sequence[RateLimit] = (),
+        charges: bool = True,
+        tokens: int = 0,
+    ) -> None:
+        self.accountant = accountant
+        self.request_id = request_id
+        self.counters = counters
+        self.amount = amount
+        self.model = model
+        self.columns = columns
+        self.reserved_at_ms = reserved_at_ms
+        self.rates = rates
+        self.charges = charges
+        """False when only rate limits apply (no priced model)."""
+        self.tokens = tokens
+        """The most tokens the request can use; charged to tpm limits when no usage is reported."""
+        self.settled = False
+        self.headers: Mapping[str, str] = _NO_HEADERS
 
     async def commit(self, usage: Usage | None) -> None:
         if self.settled:
             return
         self.settled = True
-        try:
-            if self.charges:
-                await self.accountant.commit(self, usage)
-        finally:
-            if self.rates:
-                used = self.tokens if usage is None else usage.total_tokens
-                await self.accountant.store.settle_rates(self.request_id, self.rates, used)
+        await self.accountant.commit(self, usage)
 
     async def release(self) -> None:
         if self.settled:
             return
         self.settled = True
-        try:
-            if self.charges:
-                await self.accountant.release(self)
-        finally:
-            if self.rates:
-                await self.accountant.store.settle_rates(self.request_id, self.rates, 0)
+        await self.accountant.release(self)
 
     def __repr__(self) -> str:
         return f"BudgetReservation(request_id={self.request_id!r}, amount={self.amount}, counters={len(self.counters)})"

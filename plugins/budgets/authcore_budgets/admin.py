@@ -6,6 +6,7 @@ GET); each endpoint checks the role again, so mounting them elsewhere opens noth
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from authcore import AuthcoreError, DependencyFailure, Forbidden, MalformedCrede
 from authcore.responses import error_response
 from authcore_budgets.accounting import CountersNotLoaded
 from authcore_budgets.config import parse_duration
-from authcore_budgets.entities import ENTITIES, NO_LIMIT, BudgetRule, LedgerFilter, limit_micros
+from authcore_budgets.entities import ENTITIES, NO_LIMIT, BudgetRule, LedgerFilter, limit_micros, limit_rules
 from authcore_budgets.limits_store import STORED_ENTITIES, StoredBudget
 from authcore_budgets.pricing import to_usd
 from authcore_budgets.ratelimits import RATE_ENTITIES
@@ -171,7 +172,7 @@ class AdminApi:
             if entity not in ENTITIES or not entity_id:
                 return _invalid(f"entity (one of {', '.join(ENTITIES)}) and id are required")
             budgets = await self._budgets(entity, entity_id)
-            total = await self._plugin.accountant.ledger.total(LedgerFilter(_columns(entity, entity_id), None, 0, None))
+            total = await self._total(entity, entity_id)
         except AuthcoreError as error:
             return error_response(error)
         except _FAILURES:
@@ -180,11 +181,41 @@ class AdminApi:
             {"entity": entity, "id": entity_id, "total_spend": to_usd(total), "budgets": budgets}, headers=NO_STORE
         )
 
-    async def _budgets(self, entity: str, entity_id: str) -> list[dict[str, Any]]:
+    async def describe(self, entity: str, entity_id: str, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Spend and budget of one entity for another plugin's admin view (`describe_entity`); `None` if not ours.
+
+        The numbers are `/budget/info`'s. `settings` are the key budgets the caller hands
+        out in `Identity.limits`, so a key's own budget is shown as it is enforced.
+        Failures propagate: the caller then shows the spend as unavailable.
+        """
+        if entity not in ENTITIES or not entity_id:
+            return None
+        extra = _handed_over_rules(entity, entity_id, settings, self._plugin.now_ms())
+        budgets = await self._budgets(entity, entity_id, extra)
+        total = to_usd(await self._total(entity, entity_id))
+        fields: dict[str, Any] = {"spend": total, "total_spend": total, "budgets": budgets}
+        headline = _headline(budgets)
+        if headline is not None:
+            fields.update(
+                spend=headline["spend"],
+                max_budget=headline["max_budget"],
+                soft_budget=headline["soft_budget"],
+                remaining_budget=headline["remaining"],
+                reserved_spend=headline["reserved"],
+                budget_reset_at=headline["budget_reset_at"],
+            )
+        return fields
+
+    async def _total(self, entity: str, entity_id: str) -> int:
+        """All-time ledger spend of the entity, in micro-USD."""
+        return await self._plugin.accountant.ledger.total(LedgerFilter(_columns(entity, entity_id), None, 0, None))
+
+    async def _budgets(self, entity: str, entity_id: str, extra: Sequence[BudgetRule] = ()) -> list[dict[str, Any]]:
         plugin = self._plugin
         now = datetime.fromtimestamp(plugin.now_ms() / 1000, UTC)
-        rules: list[BudgetRule] = []
         stored = (await plugin.limits.snapshot()).get((entity, entity_id), [])
+        # As on the request path: an entity's own stored budgets replace the handed-over ones (a key's add to them).
+        rules: list[BudgetRule] = list(extra) if entity == "key" or not stored else []
         for row in stored:
             rule = row.rule(now)
             if rule is not None:
@@ -207,6 +238,7 @@ class AdminApi:
                     "max_budget": None if rule.limit == NO_LIMIT else to_usd(rule.limit),
                     "soft_budget": None if rule.soft is None else to_usd(rule.soft),
                     "budget_duration_s": rule.duration_s,
+                    "budget_duration": None if rule.duration is None else str(rule.duration),
                     "budget_reset_at": (
                         None
                         if counter.period_end_ms is None
@@ -218,6 +250,25 @@ class AdminApi:
                 }
             )
         return views
+
+
+def _handed_over_rules(entity: str, entity_id: str, settings: Mapping[str, Any], now_ms: int) -> list[BudgetRule]:
+    """An entity's budgets over every model and per model, as `reserve_budget` reads them from `Identity.limits`."""
+    rules = limit_rules(entity, entity_id, settings, "", now_ms)
+    per_model = settings.get("model_max_budget")
+    if isinstance(per_model, Mapping):
+        for model in per_model:
+            rules.extend(rule for rule in limit_rules(entity, entity_id, settings, str(model), now_ms) if rule.model)
+    return [rule for rule in rules if rule.model != ""]
+
+
+def _headline(budgets: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The budget over every model that binds first (least remaining); a soft-only one when no hard one exists."""
+    overall = [view for view in budgets if view["model"] is None]
+    hard = [view for view in overall if view["remaining"] is not None]
+    if hard:
+        return min(hard, key=lambda view: view["remaining"])
+    return overall[0] if overall else None
 
 
 def _columns(entity: str, entity_id: str) -> tuple[tuple[str, str], ...]:

@@ -1,23 +1,15 @@
-"""Settings of the `budgets` plugin, and budget durations such as `30s`, `1h`, `30d`."""
+"""Settings of the `budgets` plugin; budget durations (`30s`, `1h`, `30d`, `1mo`) are parsed by `authcore.durations`."""
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from authcore.durations import Duration, parse_duration
 
-
-def parse_duration(text: str) -> int:
-    """Seconds in a duration written `<n>s|m|h|d` (`30d`, `1h`); raises `ValueError` otherwise."""
-    match = _DURATION.match(text)
-    if match is None or int(match.group(1)) <= 0:
-        raise ValueError(f"budget duration {text!r} must look like 30s, 15m, 1h or 30d")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+__all__ = ["BudgetsConfig", "Duration", "ModelPrice", "parse_duration"]
 
 
 class ModelPrice(BaseModel):
@@ -68,7 +60,7 @@ class BudgetsConfig(BaseModel):
     )
     global_budget: Decimal | None = Field(None, ge=0, description="USD limit over every request of this instance.")
     global_soft_budget: Decimal | None = Field(None, ge=0)
-    global_budget_duration: str | None = Field(None, description="Reset period of the global budget, e.g. 30d.")
+    global_budget_duration: str | None = Field(None, description="Reset period of the global budget, e.g. 30d or 1mo.")
     hold_ttl_s: float = Field(
         600.0, gt=0, le=86400, description="A reservation not settled by then (a crashed replica's) is dropped."
     )
@@ -83,7 +75,9 @@ class BudgetsConfig(BaseModel):
     limits_refresh_s: float = Field(
         5.0, ge=0, le=300, description="How long team/user/org budgets read from SQL are trusted."
     )
-    create_schema: bool = Field(True, description="Create the ledger and limits tables at start-up when missing.")
+    create_schema: bool = Field(
+        True, description="Run the plugin's database migrations at start-up (creates the tables when missing)."
+    )
     lock_file: str | None = Field(
         None,
         description="Without Redis: the file locked so one process owns the counters (default: by the SQLite file).",

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 from authcore import Identity
-from authcore_budgets.config import parse_duration
+from authcore.durations import Duration, month_period, parse_duration
 from authcore_budgets.pricing import MICROS_PER_USD
 
 ENTITIES = ("key", "team", "user", "team_member", "org", "end_user", "global")
 NO_LIMIT = -1
 """`limit` of a counter that only tracks spend (a soft budget without a hard one)."""
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""Where budget periods are counted from: fixed ones in whole lengths, monthly ones in calendar months (the 1st)."""
 
 # Identity attribute and ledger column of each entity kind.
 _COLUMNS: Mapping[str, tuple[str, ...]] = {
@@ -58,7 +62,14 @@ class BudgetRule:
     model: str | None
     limit: int
     soft: int | None
-    duration_s: int | None
+    duration: Duration | None
+    valid_until_ms: int | None = None
+    """When `limit` stops being right (a temporary increase expires); `None` while it holds for good."""
+
+    @property
+    def duration_s(self) -> int | None:
+        """The period in seconds; `None` without a period and for calendar months (their length varies)."""
+        return None if self.duration is None else self.duration.seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,20 +100,41 @@ class Counter:
 
 
 def counter_for(rule: BudgetRule, identity_columns: Mapping[str, str], now_ms: int, grace_ms: int) -> Counter:
-    """The counter of `rule` for the period containing `now_ms` (periods are aligned to the Unix epoch)."""
+    """The counter of `rule` for the period containing `now_ms`.
+
+    Fixed periods are aligned to the Unix epoch; monthly ones are calendar months
+    starting on the 1st at 00:00 UTC, so every replica picks the same period.
+    """
     columns = tuple((column, identity_columns[column]) for column in _COLUMNS[rule.entity])
-    if rule.duration_s is None:
+    duration = rule.duration
+    if duration is None:
         start, end, expire = 0, None, 0
-        period = "all"
+        period, length_tag = "all", "0"
     else:
-        length = rule.duration_s * 1000
-        start = now_ms - now_ms % length
-        end = start + length
+        start, end = _period(duration, now_ms)
         expire = end + grace_ms
         period = str(start)
+        # Fixed periods keep their length in seconds in the name (counters stored before months existed).
+        length_tag = str(duration) if duration.seconds is None else str(duration.seconds)
     model = quote(rule.model, safe="") if rule.model is not None else "*"
-    name = f"{rule.entity}:{quote(rule.entity_id, safe='')}:{model}:{rule.duration_s or 0}:{period}"
+    name = f"{rule.entity}:{quote(rule.entity_id, safe='')}:{model}:{length_tag}:{period}"
     return Counter(rule, name, end, expire, LedgerFilter(columns, rule.model, start, end))
+
+
+def _period(duration: Duration, now_ms: int) -> tuple[int, int]:
+    """`[start, end)` in epoch milliseconds of the period of `duration` containing `now_ms`."""
+    if duration.seconds is not None:
+        length = duration.seconds * 1000
+        start = now_ms - now_ms % length
+        return start, start + length
+    assert duration.months is not None
+    now = datetime.fromtimestamp(now_ms / 1000, UTC)
+    first, after = month_period(EPOCH, duration.months, now)
+    return _ms(first), _ms(after)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1000
 
 
 def identity_columns(identity: Identity) -> dict[str, str]:
@@ -111,30 +143,80 @@ def identity_columns(identity: Identity) -> dict[str, str]:
     return {name: value for name in names if (value := getattr(identity, name))}
 
 
-def _duration(value: Any) -> int | None:
+def _duration(value: Any) -> Duration | None:
     if value is None or value == "":
         return None
     return parse_duration(str(value))
 
 
-def key_rules(identity: Identity, model: str) -> list[BudgetRule]:
+def _temporary_increase(limits: Mapping[str, Any], now_ms: int) -> tuple[int, int] | None:
+    """(micro-USD, expiry in epoch ms) of the key's temporary increase while it runs, else `None`.
+
+    `virtual_keys` hands over `temp_budget_increase` (USD) and `temp_budget_expiry`
+    (ISO-8601, UTC); an expiry without an offset is read as UTC. An unreadable
+    expiry grants nothing: the key keeps its base budget (the safe side).
+    """
+    amount, expiry = limits.get("temp_budget_increase"), limits.get("temp_budget_expiry")
+    if amount is None or expiry is None:
+        return None
+    try:
+        ends = expiry if isinstance(expiry, datetime) else datetime.fromisoformat(str(expiry))
+    except ValueError:
+        return None
+    if ends.tzinfo is None:
+        ends = ends.replace(tzinfo=UTC)
+    ends_ms = int(ends.timestamp() * 1000)
+    if now_ms >= ends_ms:
+        return None
+    micros = limit_micros(amount)
+    return (micros, ends_ms) if micros > 0 else None
+
+
+def key_rules(identity: Identity, model: str, now_ms: int | None = None) -> list[BudgetRule]:
     """The key's own budgets from `identity.limits` (written there by `virtual_keys`)."""
     if not identity.key_id:
         return []
-    limits = identity.limits
+    return limit_rules("key", identity.key_id, identity.limits, model, now_ms)
+
+
+def handed_over_limits(identity: Identity, kind: str) -> Mapping[str, Any] | None:
+    """The limits the identity's plugin hands over for one of its entities: `identity.limits[kind]`.
+
+    `virtual_keys` puts a key's team and organization settings there (`max_budget`,
+    `tpm_limit`...), so budgets set through `/team/new` hold without `/budget/set`.
+    """
+    found = identity.limits.get(kind)
+    return found if isinstance(found, Mapping) else None
+
+
+def limit_rules(
+    kind: str, entity_id: str, limits: Mapping[str, Any], model: str, now_ms: int | None = None
+) -> list[BudgetRule]:
+    """The budgets written in a mapping of LiteLLM's budget fields, for one entity.
+
+    A temporary increase raises the hard budget over every model until its
+    expiry; the rule then says when it stops holding (`valid_until_ms`).
+    """
     rules: list[BudgetRule] = []
     duration = _duration(limits.get("budget_duration"))
     hard = limits.get("max_budget")
     soft = limits.get("soft_budget")
     if hard is not None or soft is not None:
+        limit = limit_micros(hard) if hard is not None else NO_LIMIT
+        valid_until: int | None = None
+        if limit != NO_LIMIT:
+            increase = _temporary_increase(limits, time.time_ns() // 1_000_000 if now_ms is None else now_ms)
+            if increase is not None:
+                limit, valid_until = limit + increase[0], increase[1]
         rules.append(
             BudgetRule(
-                "key",
-                identity.key_id,
+                kind,
+                entity_id,
                 None,
-                limit_micros(hard) if hard is not None else NO_LIMIT,
+                limit,
                 limit_micros(soft) if soft is not None else None,
                 duration,
+                valid_until,
             )
         )
     per_model = limits.get("model_max_budget")
@@ -146,7 +228,7 @@ def key_rules(identity: Identity, model: str) -> list[BudgetRule]:
         else:
             amount, period = spec, None
         if amount is not None:
-            rules.append(BudgetRule("key", identity.key_id, model, limit_micros(amount), None, period))
+            rules.append(BudgetRule(kind, entity_id, model, limit_micros(amount), None, period))
     return rules
 
 
@@ -155,16 +237,28 @@ def applicable_rules(
     model: str,
     stored: Mapping[tuple[str, str], Iterable[BudgetRule]],
     global_rule: BudgetRule | None,
+    now_ms: int | None = None,
 ) -> list[BudgetRule]:
-    """Every budget this request is charged against: the key's, each stored entity budget, the global one."""
-    rules = key_rules(identity, model)
+    """Every budget this request is charged against: the key's, each entity's, the global one.
+
+    An entity's budgets are those stored by `/budget/set` when it has any, else
+    those the identity hands over in `identity.limits[kind]` (see `handed_over_limits`).
+
+    `now_ms` decides whether the key's temporary increase still runs (default: the wall clock).
+    """
+    rules = key_rules(identity, model, now_ms)
     for kind in ENTITIES:
         if kind == "global":
             continue
         entity_id = entity_id_of(kind, identity)
         if entity_id is None:
             continue
-        rules.extend(rule for rule in stored.get((kind, entity_id), ()) if rule.model in (None, model))
+        own = stored.get((kind, entity_id))
+        if own is not None:
+            # Budgets set here (`/budget/set`) replace what the identity's plugin hands over.
+            rules.extend(rule for rule in own if rule.model in (None, model))
+        elif kind != "key" and (handed := handed_over_limits(identity, kind)) is not None:
+            rules.extend(limit_rules(kind, entity_id, handed, model, now_ms))
     if global_rule is not None:
         rules.append(global_rule)
     return rules

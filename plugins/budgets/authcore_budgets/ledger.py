@@ -13,8 +13,9 @@ from sqlalchemy import and_, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authcore_budgets import migrations
 from authcore_budgets.entities import LedgerFilter
-from authcore_budgets.tables import ledger, metadata
+from authcore_budgets.tables import ledger
 
 logger = logging.getLogger("authcore.budgets")
 
@@ -66,8 +67,8 @@ class Ledger:
         self._task: asyncio.Task[None] | None = None
 
     async def create_schema(self) -> None:
-        async with self._engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+        """Bring the plugin's tables (ledger and stored budgets) to the newest revision of its migrations."""
+        await migrations.upgrade(self._engine)
 
     @property
     def backlog(self) -> int:

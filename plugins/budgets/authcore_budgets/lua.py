@@ -6,24 +6,68 @@ the ledger), `spent`, `reserved`, `h:<request id>` (a hold's amount) and
 `C:h` of held request ids scored by their expiry in ms (server clock).
 Amounts travel as decimal strings and change only through HINCRBY, so Lua's
 floating-point numbers never round them.
+
+A rate limit (key `R`) is a GCRA theoretical arrival time in microseconds
+(string `R`, rpm and tpm) or a sorted set of in-flight request ids scored by
+their expiry in microseconds (parallel). RESERVE and SETTLE cover both the
+counters and the rate limits of a request, so each is one round trip; the
+arguments that depend only on the request's plan come first and its request
+id and amounts last, so the client can keep the plan's part pre-encoded.
 """
 
 from __future__ import annotations
 
 RESERVE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rid, amount, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(now_us / 1000)
+local n, hold = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rid, amount = ARGV[#ARGV - 1], ARGV[#ARGV]
 local need = tonumber(amount)
-local missing = {}
+local base = 2 + 2 * n
+local window = 60000000
+local out = {0}
+local tats = {}
+-- Rate limits first: a request over its rate is refused before any budget is read, as before.
+for j = n + 1, #KEYS do
+  local key, a = KEYS[j], base + 3 * (j - n - 1)
+  local kind, limit, step = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  if limit <= 0 then return {3, j - n, 60000} end
+  local remaining, reset = 0, 0
+  if kind == 'parallel' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now_us)
+    local used = redis.call('ZCARD', key)
+    if used >= limit then
+      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      return {3, j - n, math.floor((tonumber(first[2]) - now_us) / 1000) + 1}
+    end
+    remaining = limit - used - 1
+  else
+    local tat = tonumber(redis.call('GET', key) or '0')
+    if tat < now_us then tat = now_us end
+    if kind == 'rpm' then
+      tat = tat + step
+      if tat - now_us > window then return {3, j - n, math.max(1, math.ceil((tat - now_us - window) / 1000))} end
+      tats[j] = tat
+    elseif tat - now_us >= window then
+      return {3, j - n, math.max(1, math.ceil((tat - now_us - window) / 1000))}
+    end
+    remaining = math.floor((window - (tat - now_us)) / step)
+    reset = math.ceil((tat - now_us) / 1000)
+  end
+  out[#out + 1] = remaining
+  out[#out + 1] = reset
+end
 local states = {}
-for i, key in ipairs(KEYS) do
-  local state = redis.call('HMGET', key, 'i', 'spent', 'reserved')
+local missing = {}
+for i = 1, n do
+  local state = redis.call('HMGET', KEYS[i], 'i', 'spent', 'reserved')
   if not state[1] then missing[#missing + 1] = i end
   states[i] = state
 end
 if #missing > 0 then return {2, missing} end
-for i, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   local holds = key .. ':h'
   local reserved = tonumber(states[i][3] or '0')
   local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
@@ -37,29 +81,52 @@ for i, key in ipairs(KEYS) do
     end
     redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
   end
-  local limit = tonumber(ARGV[2 + 2 * i])
+  local limit = tonumber(ARGV[1 + 2 * i])
   if limit >= 0 and tonumber(states[i][2] or '0') + reserved + need > limit then return {1, i} end
 end
-for i, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   redis.call('HINCRBY', key, 'reserved', amount)
   redis.call('HSET', key, 'h:' .. rid, amount)
-  redis.call('ZADD', key .. ':h', now + ttl, rid)
-  local expire = ARGV[3 + 2 * i]
+  redis.call('ZADD', key .. ':h', now + hold, rid)
+  local expire = ARGV[2 + 2 * i]
   if expire ~= '0' then
     redis.call('PEXPIREAT', key, expire)
     redis.call('PEXPIREAT', key .. ':h', expire)
   end
 end
-return {0}
+for j = n + 1, #KEYS do
+  local key, kind = KEYS[j], ARGV[base + 3 * (j - n - 1) + 1]
+  if kind == 'parallel' then
+    redis.call('ZADD', key, now_us + hold * 1000, rid)
+    redis.call('PEXPIRE', key, hold + 1000)
+  elseif kind == 'rpm' then
+    redis.call('SET', key, string.format('%.0f', tats[j]), 'PX', 61000)
+  end
+end
+return out
 """
-"""KEYS: counters. ARGV: request id, amount, hold ms, then per counter its limit (-1: none) and expiry ms (0: none)."""
+"""Holds `amount` on every counter and takes every rate limit, or changes nothing.
+
+KEYS: the counters, then one key per rate limit. ARGV: number of counters, hold ms; per counter its
+limit (-1: none) and expiry ms (0: none); per rate limit its kind, limit and interval in us; then the
+request id and the amount.
+
+Replies {0, then per rate limit what is left (requests or tokens) and ms until it is full again},
+{1, index of the exhausted counter}, {2, indexes of counters to load} or {3, index of the exhausted
+rate limit, ms until it has room} (1-based indexes).
+"""
 
 SETTLE = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return {-2} end
-local rid, actual = ARGV[1], ARGV[2]
+local n = tonumber(ARGV[1])
+-- Only budgeted settlements leave a marker (rate limits alone keep no per-request state for a day).
+if n > 0 and not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', ARGV[2]) then return {-2} end
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local rid, actual, tokens = ARGV[#ARGV - 2], ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
 local charge = actual ~= '-1'
 local out = {}
-for i = 2, #KEYS do
+for i = 1, n do
   local key = KEYS[i]
   local held = redis.call('HGET', key, 'h:' .. rid)
   if held then
@@ -78,9 +145,27 @@ for i = 2, #KEYS do
     out[#out + 1] = -1
   end
 end
+for j = n + 1, #KEYS - 1 do
+  local key, a = KEYS[j], 2 + n + 2 * (j - n - 1)
+  local kind, step = ARGV[a + 1], tonumber(ARGV[a + 2])
+  if kind == 'parallel' then
+    redis.call('ZREM', key, rid)
+  elseif kind == 'tpm' and tokens > 0 then
+    local tat = tonumber(redis.call('GET', key) or '0')
+    if tat < now_us then tat = now_us end
+    tat = tat + tokens * step
+    redis.call('SET', key, string.format('%.0f', tat), 'PX', math.floor((tat - now_us) / 1000) + 61000)
+  end
+end
 return out
 """
-"""KEYS: the request's settled marker, then counters. ARGV: request id, actual (-1: release), marker ms, expiries."""
+"""Drops the request's holds, charges `actual` to its counters and `tokens` to its tpm limits, once.
+
+KEYS: the counters, one key per rate limit, then the request's settled marker. ARGV: number of
+counters, marker ms; per counter its expiry ms; per rate limit its kind and interval in us; then the
+request id, actual (-1: release) and tokens used. Replies per counter its new spend (-1: kept as a
+late charge), or {-2} when the request was already settled (known only when it has counters).
+"""
 
 INITIALISE = """
 local key = KEYS[1]
@@ -105,64 +190,3 @@ if ARGV[2] ~= '0' then redis.call('PEXPIREAT', key, ARGV[2]) end
 return 1
 """
 """KEYS: one counter. ARGV: spent to load, expiry ms (0: none), number of late charges seen, their request ids."""
-
-RATE_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local rid, hold = ARGV[1], tonumber(ARGV[2])
-local window = 60000000
-local tats = {}
-for i, key in ipairs(KEYS) do
-  local kind, limit, step = ARGV[3 * i], tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
-  if limit <= 0 then return {1, i, 60000} end
-  if kind == 'parallel' then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    if redis.call('ZCARD', key) >= limit then
-      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-      return {1, i, math.floor((tonumber(first[2]) - now) / 1000) + 1}
-    end
-  else
-    local tat = tonumber(redis.call('GET', key) or '0')
-    if tat < now then tat = now end
-    if kind == 'rpm' then
-      if tat + step - now > window then return {1, i, math.max(1, math.ceil((tat + step - now - window) / 1000))} end
-      tats[i] = tat + step
-    elseif tat - now >= window then
-      return {1, i, math.max(1, math.ceil((tat - now - window) / 1000))}
-    end
-  end
-end
-for i, key in ipairs(KEYS) do
-  local kind = ARGV[3 * i]
-  if kind == 'parallel' then
-    redis.call('ZADD', key, now + hold, rid)
-    redis.call('PEXPIRE', key, math.floor(hold / 1000) + 1000)
-  elseif kind == 'rpm' then
-    redis.call('SET', key, string.format('%.0f', tats[i]), 'PX', 61000)
-  end
-end
-return {0}
-"""
-"""KEYS: one per limit. ARGV: request id, hold in us, then per limit its kind, limit and interval in us.
-
-Replies {0}, or {1, index of the exhausted limit (1-based), ms until it has room}.
-"""
-
-RATE_SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local rid, tokens = ARGV[1], tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  local kind, step = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
-  if kind == 'parallel' then
-    redis.call('ZREM', key, rid)
-  elseif kind == 'tpm' and tokens > 0 then
-    local tat = tonumber(redis.call('GET', key) or '0')
-    if tat < now then tat = now end
-    tat = tat + tokens * step
-    redis.call('SET', key, string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 61000)
-  end
-end
-return 1
-"""
-"""KEYS: one per limit. ARGV: request id, tokens used (0: none), then per limit its kind and interval in us."""

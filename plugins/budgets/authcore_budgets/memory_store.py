@@ -9,8 +9,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from authcore_budgets.entities import NO_LIMIT, Counter
-from authcore_budgets.ratelimits import WINDOW_US, RateLimit, RateOutcome, interval_us
-from authcore_budgets.store import CounterState, ReserveOutcome
+from authcore_budgets.ratelimits import WINDOW_US, RateLimit
+from authcore_budgets.store import ADMITTED, CounterState, ReserveOutcome
 
 SWEEP_EVERY = 1000
 """Operations between sweeps of expired counters and settlement markers."""
@@ -18,6 +18,10 @@ SWEEP_EVERY = 1000
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _ms_up(us: float) -> int:
+    return max(1, math.ceil(us / 1000))
 
 
 @dataclass(slots=True)
@@ -81,26 +85,95 @@ class MemoryStore:
                 break
             del done[request_id]
 
-    async def reserve(self, request_id: str, counters: Sequence[Counter], amount: int, hold_ms: int) -> ReserveOutcome:
+    async def reserve(
+        self,
+        request_id: str,
+        counters: Sequence[Counter],
+        amount: int,
+        hold_ms: int,
+        rates: Sequence[RateLimit] = (),
+    ) -> ReserveOutcome:
         now = self._clock()
         self._tick(now)
-        entries = [self._entry(counter, now) for counter in counters]
-        missing = tuple(index for index, entry in enumerate(entries) if not entry.loaded)
-        if missing:
-            return ReserveOutcome(False, missing=missing)
-        for index, (counter, entry) in enumerate(zip(counters, entries, strict=True)):
-            entry.drop_expired_holds(now)
+        left: list[int] = []
+        tats: dict[str, float] = {}
+        if rates:
+            refused = self._check_rates(rates, now, left, tats)
+            if refused is not None:
+                return refused
+        known = self._entries
+        entries: list[_Entry] = []
+        for counter in counters:
+            entry = known.get(counter.name)
+            if entry is None or (entry.expire_at_ms and entry.expire_at_ms <= now):
+                entry = self._entry(counter, now)
+            entries.append(entry)
+        for entry in entries:
+            if not entry.loaded:
+                return ReserveOutcome(False, missing=tuple(i for i, e in enumerate(entries) if not e.loaded))
+        for index, counter in enumerate(counters):
+            entry = entries[index]
+            if entry.expiries and entry.expiries[0][0] <= now:
+                entry.drop_expired_holds(now)
             if counter.limit != NO_LIMIT and entry.spent + entry.reserved + amount > counter.limit:
                 return ReserveOutcome(False, denied_index=index)
+        expires = now + hold_ms
         for entry in entries:
-            entry.hold(request_id, amount, now + hold_ms)
-        return ReserveOutcome(True)
+            entry.hold(request_id, amount, expires)
+        if not rates:
+            return ADMITTED
+        for limit in rates:
+            if limit.kind == "parallel":
+                self._slots.setdefault(limit.name, {})[request_id] = expires
+            elif limit.kind == "rpm":
+                self._tats[limit.name] = tats[limit.name]
+        return ReserveOutcome(True, left=tuple(left))
 
-    async def settle(self, request_id: str, counters: Sequence[Counter], actual: int | None) -> list[int] | None:
+    def _check_rates(
+        self, rates: Sequence[RateLimit], now_ms: int, left: list[int], tats: dict[str, float]
+    ) -> ReserveOutcome | None:
+        """The refusal of the first exhausted limit, or `None` after filling `left` and the new rpm `tats`."""
+        now = now_ms * 1000.0
+        for index, limit in enumerate(rates):
+            if limit.limit <= 0:
+                return ReserveOutcome(False, rate_index=index, retry_after_ms=60_000)
+            if limit.kind == "parallel":
+                slots = self._slots.setdefault(limit.name, {})
+                for held, expires in list(slots.items()):
+                    if expires <= now_ms:
+                        del slots[held]
+                if len(slots) >= limit.limit:
+                    return ReserveOutcome(
+                        False, rate_index=index, retry_after_ms=max(1, min(slots.values()) - now_ms + 1)
+                    )
+                left += (limit.limit - len(slots) - 1, 0)
+                continue
+            step = limit.interval_us
+            tat = max(self._tats.get(limit.name, 0.0), now)
+            if limit.kind == "rpm":
+                tat += step
+                if tat - now > WINDOW_US:
+                    return ReserveOutcome(False, rate_index=index, retry_after_ms=_ms_up(tat - now - WINDOW_US))
+                tats[limit.name] = tat
+            elif tat - now >= WINDOW_US:
+                return ReserveOutcome(False, rate_index=index, retry_after_ms=_ms_up(tat - now - WINDOW_US))
+            left += (math.floor((WINDOW_US - (tat - now)) / step), math.ceil((tat - now) / 1000))
+        return None
+
+    async def settle(
+        self,
+        request_id: str,
+        counters: Sequence[Counter],
+        actual: int | None,
+        rates: Sequence[RateLimit] = (),
+        tokens: int = 0,
+    ) -> list[int] | None:
         now = self._clock()
-        if self._done.get(request_id, 0) > now:
-            return None
-        self._done[request_id] = now + self._done_ttl
+        if counters:
+            # As in Redis: only budgeted settlements are remembered.
+            if self._done.get(request_id, 0) > now:
+                return None
+            self._done[request_id] = now + self._done_ttl
         spends: list[int] = []
         for counter in counters:
             entry = self._entry(counter, now)
@@ -115,6 +188,12 @@ class MemoryStore:
             else:
                 entry.late[request_id] = actual
                 spends.append(-1)
+        for limit in rates:
+            if limit.kind == "parallel":
+                self._slots.get(limit.name, {}).pop(request_id, None)
+            elif limit.kind == "tpm" and tokens > 0:
+                tat = max(self._tats.get(limit.name, 0.0), now * 1000.0)
+                self._tats[limit.name] = tat + tokens * limit.interval_us
         return spends
 
     async def late_charges(self, counter: Counter) -> dict[str, int] | None:
@@ -138,44 +217,6 @@ class MemoryStore:
             return None
         entry.drop_expired_holds(self._clock())
         return CounterState(entry.spent, entry.reserved)
-
-    async def acquire_rates(self, request_id: str, limits: Sequence[RateLimit], hold_ms: int) -> RateOutcome:
-        now_ms = self._clock()
-        now = now_ms * 1000.0
-        after: dict[str, float] = {}
-        for index, limit in enumerate(limits):
-            if limit.limit <= 0:
-                return RateOutcome(False, index, 60_000)
-            if limit.kind == "parallel":
-                slots = self._slots.setdefault(limit.name, {})
-                for held, expires in list(slots.items()):
-                    if expires <= now_ms:
-                        del slots[held]
-                if len(slots) >= limit.limit:
-                    return RateOutcome(False, index, max(1, min(slots.values()) - now_ms + 1))
-                continue
-            tat = max(self._tats.get(limit.name, 0.0), now)
-            if limit.kind == "rpm":
-                tat += interval_us(limit)
-                if tat - now > WINDOW_US:
-                    return RateOutcome(False, index, max(1, math.ceil((tat - now - WINDOW_US) / 1000)))
-                after[limit.name] = tat
-            elif tat - now >= WINDOW_US:
-                return RateOutcome(False, index, max(1, math.ceil((tat - now - WINDOW_US) / 1000)))
-        for limit in limits:
-            if limit.kind == "parallel":
-                self._slots.setdefault(limit.name, {})[request_id] = now_ms + hold_ms
-            elif limit.kind == "rpm":
-                self._tats[limit.name] = after[limit.name]
-        return RateOutcome(True)
-
-    async def settle_rates(self, request_id: str, limits: Sequence[RateLimit], tokens: int) -> None:
-        now = self._clock() * 1000.0
-        for limit in limits:
-            if limit.kind == "parallel":
-                self._slots.get(limit.name, {}).pop(request_id, None)
-            elif limit.kind == "tpm" and tokens > 0:
-                self._tats[limit.name] = max(self._tats.get(limit.name, 0.0), now) + tokens * interval_us(limit)
 
     async def aclose(self) -> None:
         self._entries.clear()

@@ -63,6 +63,8 @@ class PlanCache:
         ends = [counter.period_end_ms for counter in plan.counters if counter.period_end_ms is not None]
         if view.valid_until is not None:
             ends.append(int(view.valid_until.timestamp() * 1000))
+        # A key's temporary increase ends on its own clock: the plan holding the raised limit ends with it.
+        ends.extend(c.rule.valid_until_ms for c in plan.counters if c.rule.valid_until_ms is not None)
         if len(self._plans) >= MAX_PLANS:
             self._plans.clear()
         limits = dict(identity.limits)

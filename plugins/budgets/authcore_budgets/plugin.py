@@ -6,8 +6,9 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,11 +41,12 @@ from authcore_budgets.entities import (
 from authcore_budgets.ledger import Ledger, LedgerBacklog
 from authcore_budgets.limits_store import LimitsStore, LimitsUnavailable, LimitsView
 from authcore_budgets.memory_store import MemoryStore
+from authcore_budgets.migrations import MIGRATIONS
 from authcore_budgets.plans import Plan, PlanCache
 from authcore_budgets.pricing import Pricer, UnpricedModel
-from authcore_budgets.ratelimits import applicable_rate_limits
+from authcore_budgets.ratelimits import allowed_headers as rate_headers
+from authcore_budgets.ratelimits import applicable_rate_limits, headers_for
 from authcore_budgets.ratelimits import distinct as distinct_rates
-from authcore_budgets.ratelimits import headers_for as rate_headers
 from authcore_budgets.redis_store import RedisStore, dedicated_client
 from authcore_budgets.webhook import AlertWebhook
 from authcore_budgets.worker_lock import WorkerLock, default_lock_path
@@ -78,6 +80,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
     """Spend limits per key, team, user, team member, organisation, end user and globally, per model or not."""
 
     Config = BudgetsConfig
+    migrations = MIGRATIONS
 
     def __init__(self, name: str, config: BudgetsConfig) -> None:
         super().__init__(name, config)
@@ -192,8 +195,13 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         return self._admin.routes()
 
     @hookimpl
+    async def describe_entity(self, kind: str, entity_id: str, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Spend, budget and remainder of an entity for another plugin's admin view (`/key/info`...)."""
+        return await self._admin.describe(kind, entity_id, settings)
+
+    @hookimpl
     async def reserve_budget(self, request: RequestContext, identity: Identity) -> BudgetReservation | None:
-        """Take rate-limit capacity, then hold the most the request can cost on every budget, all or none."""
+        """Take rate-limit capacity and hold the most the request can cost on every budget: all or none."""
         accountant = self.accountant
         now_ms = self.now_ms()
         try:
@@ -207,69 +215,73 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
             plan = self._plans.put(identity, models, view, now_ms, self._resolve(identity, models, view, now_ms))
         charge = await self._price(request, models, plan) if models else None
         rates = plan.rates
-        if charge is None and not rates:
-            return None
-        counters = plan.counters if charge is not None else ()
-        held = BudgetReservation(
-            accountant,
-            f"{self._id_prefix}{next(self._ids):x}",
-            counters,
-            charge[0] if charge is not None else 0,
-            charge[1] if charge is not None else "",
-            plan.columns,
-            now_ms,
-            rates=rates,
-            charges=charge is not None,
-            tokens=charge[2] if charge is not None else 0,
-        )
-        if rates:
-            try:
-                allowed = await accountant.store.acquire_rates(held.request_id, rates, accountant.hold_ms)
-            except STORE_FAILURES as error:
-                self._unavailable(error)
+        if charge is None:
+            if not rates:
                 return None
-            if not allowed.admitted:
-                limit = rates[allowed.denied_index or 0]
-                raise RateLimited(
-                    f"Rate limit exceeded ({limit.entity} {limit.kind}).",
-                    retry_after=allowed.retry_after_ms / 1000,
-                    reason_id=f"rate_limited.{limit.kind}.{limit.entity}",
-                    headers=rate_headers(limit, allowed.retry_after_ms),
-                )
-        if not held.counters:
-            return held
+            held = BudgetReservation(
+                accountant, f"{self._id_prefix}{next(self._ids):x}", (), 0, "", plan.columns, now_ms, rates, False
+            )
+        else:
+            held = BudgetReservation(
+                accountant,
+                f"{self._id_prefix}{next(self._ids):x}",
+                plan.counters,
+                charge[0],
+                charge[1],
+                plan.columns,
+                now_ms,
+                rates,
+                True,
+                charge[2],
+            )
+        counters = held.counters
+        if not counters and not rates:
+            return held  # spend tracking only: recorded at settlement
         try:
-            outcome = await accountant.reserve(held.request_id, held.counters, held.amount)
+            outcome = await accountant.reserve(held.request_id, counters, held.amount, rates)
         except STORE_FAILURES as error:
-            await self._drop_rates(held)
             self._unavailable(error)
             return None
-        if not outcome.admitted:
-            await self._drop_rates(held)
-            exhausted = held.counters[outcome.denied_index or 0]
-            raise BudgetExceeded(
-                f"Budget exceeded ({exhausted.rule.entity} budget).",
-                retry_after=_seconds_to_reset(exhausted, now_ms),
-                reason_id=f"budget_exceeded.{exhausted.rule.entity}",
+        if outcome.admitted:
+            if rates:
+                held.headers = rate_headers(rates, outcome.left)
+            return held
+        if outcome.rate_index is not None:
+            limit = rates[outcome.rate_index]
+            raise RateLimited(
+                f"Rate limit exceeded ({limit.entity} {limit.kind}).",
+                retry_after=outcome.retry_after_ms / 1000,
+                reason_id=f"rate_limited.{limit.kind}.{limit.entity}",
+                headers=headers_for(limit, 0, outcome.retry_after_ms),
             )
-        return held
+        exhausted = counters[outcome.denied_index or 0]
+        raise BudgetExceeded(
+            f"Budget exceeded ({exhausted.rule.entity} budget).",
+            retry_after=_seconds_to_reset(exhausted, now_ms),
+            reason_id=f"budget_exceeded.{exhausted.rule.entity}",
+        )
 
     def _resolve(self, identity: Identity, models: Sequence[str], view: LimitsView, now_ms: int) -> Plan:
         """The budgets and rate limits of this identity and these models in the current periods."""
         rates = distinct_rates(applicable_rate_limits(identity, view.rates))
-        rules = [rule for model in models for rule in applicable_rules(identity, model, view.rules, self.global_rule)]
+        rules = [
+            rule for model in models for rule in applicable_rules(identity, model, view.rules, self.global_rule, now_ms)
+        ]
         columns = identity_columns(identity)
         counters = _distinct([counter_for(rule, columns, now_ms, self._grace_ms) for rule in rules])
         return Plan(tuple(counters), tuple(rates), columns, bool(rules))
 
     async def _price(self, request: RequestContext, models: Sequence[str], plan: Plan) -> tuple[int, str, int] | None:
         """(amount, model, token bound) to charge: `None` for a free request, or an unpriced one nothing budgets."""
-        size, body = len(await request.body()), await request.json()
+        pricer = self.pricer
+        body = await request.json()
+        prompt = pricer.prompt_tokens(len(await request.body()))
+        output = pricer.max_output_tokens(body)
         priced: list[tuple[int, str]] = []
         for model in models:
             try:
-                if not self.pricer.is_free(model):
-                    priced.append((self.pricer.estimate(model, size, body), model))
+                if not pricer.is_free(model):
+                    priced.append((pricer.cost(model, prompt, output), model))
             except UnpricedModel:
                 if plan.budgeted:
                     raise
@@ -278,18 +290,9 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         if not priced:
             return None
         # The body and the path may name different models: reserve for the dearer one.
-        amount, model = max(priced)
+        amount, model = max(priced) if len(priced) > 1 else priced[0]
         # With no budget the charge is still recorded (no counters), so a budget set later sees it.
-        return amount, model, self.pricer.max_tokens(size, body)
-
-    async def _drop_rates(self, held: BudgetReservation) -> None:
-        if not held.rates:
-            return
-        try:
-            await self.accountant.store.settle_rates(held.request_id, held.rates, 0)
-        except STORE_FAILURES as error:
-            # The parallel slots then expire after hold_ttl_s.
-            logger.warning("budgets %r: could not free rate-limit slots (%s)", self.name, type(error).__name__)
+        return amount, model, prompt + output
 
     def _unavailable(self, error: BaseException) -> None:
         """Raise 503, or log and return (the caller admits without a hold) under `fail_open`."""

@@ -19,6 +19,17 @@ def to_micros(usd: Decimal | float | int) -> int:
     return int((value * MICROS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
 
 
+def _exact(rates: tuple[Decimal, Decimal]) -> tuple[int, int, int]:
+    """(input, output) micro-USD per token as integer numerators over one denominator.
+
+    Charges are then integer arithmetic (exact, like the `Decimal` rates they come
+    from) instead of a few microseconds of `Decimal` per request.
+    """
+    (input_num, input_den), (output_num, output_den) = rates[0].as_integer_ratio(), rates[1].as_integer_ratio()
+    denominator = math.lcm(input_den, output_den)
+    return input_num * (denominator // input_den), output_num * (denominator // output_den), denominator
+
+
 def to_usd(micros: int) -> float:
     return micros / MICROS_PER_USD
 
@@ -36,6 +47,8 @@ class Pricer:
     def __init__(self, config: BudgetsConfig) -> None:
         self._prices = {model: price.micros_per_token() for model, price in config.prices.items()}
         self._default = config.default_price.micros_per_token() if config.default_price is not None else None
+        self._exact = {model: _exact(rates) for model, rates in self._prices.items()}
+        self._default_exact = _exact(self._default) if self._default is not None else None
         self._deny_unpriced = config.unpriced_models == "deny"
         self._default_max_tokens = config.default_max_tokens
         self._bytes_per_token = config.prompt_bytes_per_token
@@ -49,8 +62,17 @@ class Pricer:
             raise UnpricedModel(reason_id="model_not_priced")
         return self._default
 
+    def exact_rates(self, model: str) -> tuple[int, int, int]:
+        """`rates` as (input numerator, output numerator, denominator); raises `UnpricedModel` likewise."""
+        found = self._exact.get(model)
+        if found is not None:
+            return found
+        if self._deny_unpriced or self._default_exact is None:
+            raise UnpricedModel(reason_id="model_not_priced")
+        return self._default_exact
+
     def is_free(self, model: str) -> bool:
-        input_rate, output_rate = self.rates(model)
+        input_rate, output_rate, _ = self.exact_rates(model)
         return input_rate == 0 and output_rate == 0
 
     def max_output_tokens(self, body: Any) -> int:
@@ -61,21 +83,25 @@ class Pricer:
                     return value
         return self._default_max_tokens
 
+    def prompt_tokens(self, body_size: int) -> int:
+        """The prompt bound: every body byte a token (at `prompt_bytes_per_token`)."""
+        return math.ceil(body_size / self._bytes_per_token)
+
     def max_tokens(self, body_size: int, body: Any) -> int:
         """The most tokens the request can use: the prompt bound plus the output cap (for tpm)."""
-        return math.ceil(body_size / self._bytes_per_token) + self.max_output_tokens(body)
+        return self.prompt_tokens(body_size) + self.max_output_tokens(body)
+
+    def cost(self, model: str, prompt_tokens: int, output_tokens: int) -> int:
+        """micro-USD of these token counts at `model`'s rates, rounded up."""
+        input_rate, output_rate, denominator = self.exact_rates(model)
+        return -(-(input_rate * prompt_tokens + output_rate * output_tokens) // denominator)
 
     def estimate(self, model: str, body_size: int, body: Any) -> int:
         """The most this request can cost: every body byte a prompt token, plus the output cap."""
-        input_rate, output_rate = self.rates(model)
-        prompt_tokens = math.ceil(body_size / self._bytes_per_token)
-        total = input_rate * prompt_tokens + output_rate * self.max_output_tokens(body)
-        return int(total.to_integral_value(rounding=ROUND_CEILING))
+        return self.cost(model, self.prompt_tokens(body_size), self.max_output_tokens(body))
 
     def actual(self, model: str, usage: Usage) -> int:
         """The upstream's own price when it gave one, else the token counts at this table's rates."""
         if usage.cost is not None:
             return max(0, to_micros(usage.cost))
-        input_rate, output_rate = self.rates(model)
-        total = input_rate * usage.prompt_tokens + output_rate * usage.completion_tokens
-        return max(0, int(total.to_integral_value(rounding=ROUND_CEILING)))
+        return max(0, self.cost(model, usage.prompt_tokens, usage.completion_tokens))

@@ -9,16 +9,16 @@ slot per in-flight request, dropped at settlement or after `hold_ttl_s`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
 from authcore import Identity
-from authcore_budgets.entities import entity_id_of
+from authcore_budgets.entities import entity_id_of, handed_over_limits
 
 WINDOW_US = 60_000_000
 """The rate window: one minute, in microseconds."""
-RATE_ENTITIES = ("key", "team", "user", "end_user")
+RATE_ENTITIES = ("key", "team", "user", "org", "end_user")
 RateKind = Literal["rpm", "tpm", "parallel"]
 # identity.limits / stored column name of each kind.
 _FIELDS: Mapping[RateKind, str] = {"rpm": "rpm_limit", "tpm": "tpm_limit", "parallel": "max_parallel_requests"}
@@ -32,27 +32,25 @@ class RateLimit:
     entity: str
     entity_id: str
     limit: int
+    name: str = field(init=False, compare=False, repr=False)
+    """Unique per kind and entity; safe in a Redis key. Kept, not derived per request (a plan reuses it)."""
+    interval_us: float = field(init=False, compare=False, repr=False)
+    """Microseconds of the window one request (rpm) or one token (tpm) uses up."""
 
-    @property
-    def name(self) -> str:
-        return f"{self.kind}:{self.entity}:{quote(self.entity_id, safe='')}"
-
-
-@dataclass(frozen=True, slots=True)
-class RateOutcome:
-    admitted: bool
-    denied_index: int | None = None
-    retry_after_ms: int = 0
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"{self.kind}:{self.entity}:{quote(self.entity_id, safe='')}")
+        interval = WINDOW_US / self.limit if self.limit else float(WINDOW_US) * 2
+        object.__setattr__(self, "interval_us", interval)
 
 
 def _limits_from(entity: str, entity_id: str, values: Mapping[str, object]) -> list[RateLimit]:
     found: list[RateLimit] = []
-    for kind, field in _FIELDS.items():
-        value = values.get(field)
+    for kind, column in _FIELDS.items():
+        value = values.get(column)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"{field} must be a number >= 0")
+            raise ValueError(f"{column} must be a number >= 0")
         found.append(RateLimit(kind, entity, entity_id, int(value)))
     return found
 
@@ -60,7 +58,11 @@ def _limits_from(entity: str, entity_id: str, values: Mapping[str, object]) -> l
 def applicable_rate_limits(
     identity: Identity, stored: Mapping[tuple[str, str], Iterable[Mapping[str, object]]]
 ) -> list[RateLimit]:
-    """The key's limits from `identity.limits`, then stored limits of the key, team, user and end user."""
+    """The key's limits from `identity.limits`, then those of the key, team, user, org and end user.
+
+    An entity's limits are the stored ones (`/budget/set`) when it has any, else
+    those the identity hands over in `identity.limits[entity]`.
+    """
     limits: list[RateLimit] = []
     if identity.key_id:
         limits.extend(_limits_from("key", identity.key_id, identity.limits))
@@ -68,25 +70,47 @@ def applicable_rate_limits(
         entity_id = entity_id_of(entity, identity)
         if entity_id is None:
             continue
-        for values in stored.get((entity, entity_id), ()):
-            limits.extend(_limits_from(entity, entity_id, values))
+        own = stored.get((entity, entity_id))
+        if own is not None:
+            for values in own:
+                limits.extend(_limits_from(entity, entity_id, values))
+        elif entity != "key" and (handed := handed_over_limits(identity, entity)) is not None:
+            limits.extend(_limits_from(entity, entity_id, handed))
     return limits
 
 
 def interval_us(limit: RateLimit) -> float:
     """Microseconds of the window one request (rpm) or one token (tpm) uses up."""
-    return WINDOW_US / limit.limit if limit.limit else float(WINDOW_US) * 2
+    return limit.interval_us
 
 
-def headers_for(limit: RateLimit, retry_after_ms: int) -> dict[str, str]:
-    """OpenAI-style headers for a 429 on `limit`."""
+def headers_for(limit: RateLimit, remaining: int, reset_ms: int) -> dict[str, str]:
+    """OpenAI-style headers for `limit`: on a 429 (`remaining` 0, reset = retry after) or an allowed response."""
     unit = "tokens" if limit.kind == "tpm" else "requests"
-    reset = f"{max(1, -(-retry_after_ms // 1000))}s"
     return {
         f"x-ratelimit-limit-{unit}": str(limit.limit),
-        f"x-ratelimit-remaining-{unit}": "0",
-        f"x-ratelimit-reset-{unit}": reset,
+        f"x-ratelimit-remaining-{unit}": str(max(0, remaining)),
+        f"x-ratelimit-reset-{unit}": f"{-(-max(0, reset_ms) // 1000)}s",
     }
+
+
+def allowed_headers(limits: Sequence[RateLimit], left: Sequence[int]) -> dict[str, str]:
+    """Headers of the tightest rpm and the tightest tpm limit, from `left`: (remaining, reset ms) per limit.
+
+    `parallel` limits are not rates over time, so they add none (OpenAI's headers have no such field).
+    """
+    requests = tokens = -1
+    for index, limit in enumerate(limits):
+        if limit.kind == "rpm":
+            if requests < 0 or left[2 * index] < left[2 * requests]:
+                requests = index
+        elif limit.kind == "tpm" and (tokens < 0 or left[2 * index] < left[2 * tokens]):
+            tokens = index
+    headers: dict[str, str] = {}
+    for index in (requests, tokens):
+        if index >= 0:
+            headers.update(headers_for(limits[index], left[2 * index], left[2 * index + 1]))
+    return headers
 
 
 def distinct(limits: Sequence[RateLimit]) -> list[RateLimit]:

@@ -1,4 +1,4 @@
-"""Counters in Redis, shared by every replica: one script reserves, one settles, one loads a counter."""
+"""Counters and rate limits in Redis, shared by every replica: one script reserves, one settles, one loads."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from redis.exceptions import NoScriptError, ResponseError
 from authcore import ConfigurationError
 from authcore_budgets import lua
 from authcore_budgets.entities import Counter
-from authcore_budgets.ratelimits import RateLimit, RateOutcome, interval_us
-from authcore_budgets.store import CounterState, ReserveOutcome
+from authcore_budgets.ratelimits import RateLimit
+from authcore_budgets.resp import ScriptConnection, bulk
+from authcore_budgets.store import ADMITTED, CounterState, ReserveOutcome
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -64,21 +65,40 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+PLAN_CACHE = 4096
+"""Pre-encoded command parts kept, one per plan in use (the plan cache holds the same tuples)."""
+_EVALSHA = bulk("EVALSHA")
+
+
 class RedisStore:
-    """Counters under `<prefix>budgets:`. Needs a single Redis node (the scripts span several keys)."""
+    """Counters under `<prefix>budgets:`. Needs a single Redis node (the scripts span several keys).
+
+    RESERVE and SETTLE, the request path, go through a lean pipelined connection
+    (`resp.ScriptConnection`) with the parts that depend only on the plan encoded
+    once; a TLS or otherwise unusual client sends the same bytes on a redis-py
+    connection instead. Everything else uses redis-py.
+    """
 
     kind = "redis"
 
-    def __init__(self, client: Redis, prefix: str, *, timeout_s: float, done_ttl_ms: int) -> None:
+    def __init__(self, client: Redis, prefix: str, *, timeout_s: float, done_ttl_ms: int, lean: bool = True) -> None:
         self._client = client
         self._base = f"{prefix}budgets:"
         self._timeout = timeout_s
         self._done_ttl = done_ttl_ms
         self._shas: dict[str, str] = {}
         self._checked = False
+        pool = client.connection_pool
+        supported = ScriptConnection.supports(pool.connection_class, pool.connection_kwargs)
+        self._lean = ScriptConnection(pool.connection_kwargs) if lean and supported else None
+        self._reserve_parts: dict[tuple[int, int, int], tuple[object, object, bytes, int]] = {}
+        self._settle_parts: dict[tuple[int, int], tuple[object, object, bytes, bytes, int]] = {}
 
     def counter_key(self, counter: Counter) -> str:
         return f"{self._base}c:{counter.name}"
+
+    def rate_key(self, limit: RateLimit) -> str:
+        return f"{self._base}r:{limit.name}"
 
     async def prepare(self, timeout_s: float | None = None) -> None:
         """Check the eviction policy and load the scripts (SCRIPT LOAD), once per process."""
@@ -86,7 +106,7 @@ class RedisStore:
             return
         async with asyncio.timeout(timeout_s or self._timeout):
             await check_eviction_policy(self._client)
-            for source in (lua.RESERVE, lua.SETTLE, lua.INITIALISE, lua.RATE_ACQUIRE, lua.RATE_SETTLE):
+            for source in (lua.RESERVE, lua.SETTLE, lua.INITIALISE):
                 self._shas[source] = str(await self._client.script_load(source))
         self._checked = True
 
@@ -101,24 +121,108 @@ class RedisStore:
                 self._shas[source] = str(await self._client.script_load(source))
                 return await self._client.evalsha(self._shas[source], len(keys), *keys, *args)
 
-    async def reserve(self, request_id: str, counters: Sequence[Counter], amount: int, hold_ms: int) -> ReserveOutcome:
-        args: list[str | int] = [request_id, amount, hold_ms]
+    async def _send(self, command: bytes) -> Any:
+        if self._lean is not None:
+            return await self._lean.call(command, self._timeout)
+        async with asyncio.timeout(self._timeout):
+            pool = self._client.connection_pool
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await connection.send_packed_command(command)
+                return await connection.read_response()
+            except BaseException:
+                # A reply may still be on its way: this connection is out of step.
+                await connection.disconnect(nowait=True)
+                raise
+            finally:
+                await pool.release(connection)
+
+    async def _script(self, source: str, count: int, body: bytes) -> Any:
+        """EVALSHA of `source` with `body` (its keys and arguments, `count` of them, already encoded).
+
+        Each send is bounded by the store timeout (the lean connection keeps its own
+        deadlines: cheaper than an `asyncio.timeout` per call).
+        """
+        if not self._checked:
+            await self.prepare()
+        try:
+            return await self._send(b"*%d\r\n%s%s%s" % (count + 2, _EVALSHA, bulk(self._shas[source]), body))
+        except NoScriptError:
+            # The server restarted or SCRIPT FLUSH ran: load again and retry once.
+            async with asyncio.timeout(self._timeout):
+                self._shas[source] = str(await self._client.script_load(source))
+            return await self._send(b"*%d\r\n%s%s%s" % (count + 2, _EVALSHA, bulk(self._shas[source]), body))
+
+    def _reserve_prefix(
+        self, counters: Sequence[Counter], rates: Sequence[RateLimit], hold_ms: int
+    ) -> tuple[bytes, int]:
+        """numkeys, the keys and the plan's arguments, encoded; the plan's tuples are reused across requests."""
+        key = (id(counters), id(rates), hold_ms)
+        cached = self._reserve_parts.get(key)
+        if cached is not None and cached[0] is counters and cached[1] is rates:
+            return cached[2], cached[3]
+        keys = [self.counter_key(c) for c in counters] + [self.rate_key(r) for r in rates]
+        args: list[str | int] = [len(counters), hold_ms]
         for counter in counters:
-            args.extend((counter.limit, counter.expire_at_ms))
-        reply = await self._run(lua.RESERVE, [self.counter_key(c) for c in counters], args)
-        status = int(reply[0])
+            args += (counter.limit, counter.expire_at_ms)
+        for limit in rates:
+            args += (limit.kind, limit.limit, repr(limit.interval_us))
+        parts = [bulk(len(keys)), *(bulk(k) for k in keys), *(bulk(a) for a in args)]
+        encoded, count = b"".join(parts), len(parts)
+        if len(self._reserve_parts) >= PLAN_CACHE:
+            self._reserve_parts.clear()
+        self._reserve_parts[key] = (counters, rates, encoded, count)
+        return encoded, count
+
+    def _settle_parts_of(self, counters: Sequence[Counter], rates: Sequence[RateLimit]) -> tuple[bytes, bytes, int]:
+        key = (id(counters), id(rates))
+        cached = self._settle_parts.get(key)
+        if cached is not None and cached[0] is counters and cached[1] is rates:
+            return cached[2], cached[3], cached[4]
+        keys = [self.counter_key(c) for c in counters] + [self.rate_key(r) for r in rates]
+        args: list[str | int] = [len(counters), self._done_ttl, *(c.expire_at_ms for c in counters)]
+        for limit in rates:
+            args += (limit.kind, repr(limit.interval_us))
+        before = bulk(len(keys) + 1) + b"".join(bulk(k) for k in keys)
+        after = b"".join(bulk(a) for a in args)
+        count = 1 + len(keys) + 1 + len(args)
+        if len(self._settle_parts) >= PLAN_CACHE:
+            self._settle_parts.clear()
+        self._settle_parts[key] = (counters, rates, before, after, count)
+        return before, after, count
+
+    async def reserve(
+        self,
+        request_id: str,
+        counters: Sequence[Counter],
+        amount: int,
+        hold_ms: int,
+        rates: Sequence[RateLimit] = (),
+    ) -> ReserveOutcome:
+        prefix, count = self._reserve_prefix(counters, rates, hold_ms)
+        reply = await self._script(lua.RESERVE, count + 2, prefix + bulk(request_id) + bulk(amount))
+        status = reply[0]
         if status == 0:
-            return ReserveOutcome(True)
+            return ReserveOutcome(True, left=tuple(reply[1:])) if rates else ADMITTED
+        if status == 3:
+            return ReserveOutcome(False, rate_index=int(reply[1]) - 1, retry_after_ms=max(1, int(reply[2])))
         if status == 1:
             return ReserveOutcome(False, denied_index=int(reply[1]) - 1)
         return ReserveOutcome(False, missing=tuple(int(index) - 1 for index in reply[1]))
 
-    async def settle(self, request_id: str, counters: Sequence[Counter], actual: int | None) -> list[int] | None:
-        keys = [f"{self._base}done:{request_id}", *(self.counter_key(c) for c in counters)]
-        args: list[str | int] = [request_id, -1 if actual is None else actual, self._done_ttl]
-        args.extend(counter.expire_at_ms for counter in counters)
-        reply = await self._run(lua.SETTLE, keys, args)
-        if reply and int(reply[0]) == -2:
+    async def settle(
+        self,
+        request_id: str,
+        counters: Sequence[Counter],
+        actual: int | None,
+        rates: Sequence[RateLimit] = (),
+        tokens: int = 0,
+    ) -> list[int] | None:
+        before, after, count = self._settle_parts_of(counters, rates)
+        marker = bulk(f"{self._base}done:{request_id}")
+        tail = bulk(request_id) + bulk(-1 if actual is None else actual) + bulk(tokens)
+        reply = await self._script(lua.SETTLE, count + 3, before + marker + after + tail)
+        if reply and reply[0] == -2:
             return None
         return [int(value) for value in reply]
 
@@ -142,25 +246,9 @@ class RedisStore:
         # Holds of a crashed replica still count here until the next reservation drops them.
         return CounterState(int(values[1] or 0), int(values[2] or 0))
 
-    def rate_key(self, limit: RateLimit) -> str:
-        return f"{self._base}r:{limit.name}"
-
-    async def acquire_rates(self, request_id: str, limits: Sequence[RateLimit], hold_ms: int) -> RateOutcome:
-        args: list[str | int] = [request_id, hold_ms * 1000]
-        for limit in limits:
-            args.extend((limit.kind, limit.limit, repr(interval_us(limit))))
-        reply = await self._run(lua.RATE_ACQUIRE, [self.rate_key(limit) for limit in limits], args)
-        if int(reply[0]) == 0:
-            return RateOutcome(True)
-        return RateOutcome(False, int(reply[1]) - 1, max(1, int(reply[2])))
-
-    async def settle_rates(self, request_id: str, limits: Sequence[RateLimit], tokens: int) -> None:
-        args: list[str | int] = [request_id, tokens]
-        for limit in limits:
-            args.extend((limit.kind, repr(interval_us(limit))))
-        await self._run(lua.RATE_SETTLE, [self.rate_key(limit) for limit in limits], args)
-
     async def aclose(self) -> None:
-        """Close this store's own client and pool (the shared client is the resources' to close)."""
+        """Close this store's own clients and pool (the shared client is the resources' to close)."""
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._client.aclose()
         await self._client.connection_pool.disconnect()

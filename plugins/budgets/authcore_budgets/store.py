@@ -12,16 +12,25 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from authcore_budgets.entities import Counter
-from authcore_budgets.ratelimits import RateLimit, RateOutcome
+from authcore_budgets.ratelimits import RateLimit
 
 
 @dataclass(frozen=True, slots=True)
 class ReserveOutcome:
-    """`admitted`, or the index of the first counter that would exceed, or counters still to load."""
+    """`admitted`, or the exhausted rate limit, or the first counter that would exceed, or counters to load."""
 
     admitted: bool
     denied_index: int | None = None
     missing: tuple[int, ...] = ()
+    rate_index: int | None = None
+    """The exhausted rate limit (a refusal by rate, checked before any budget)."""
+    retry_after_ms: int = 0
+    """With `rate_index`: how long until that limit has room."""
+    left: tuple[int, ...] = ()
+    """When admitted: per rate limit, what it has left (requests, tokens or slots) and ms until it is full."""
+
+
+ADMITTED = ReserveOutcome(True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +42,32 @@ class CounterState:
 class CounterStore(Protocol):
     kind: str
 
-    async def reserve(self, request_id: str, counters: Sequence[Counter], amount: int, hold_ms: int) -> ReserveOutcome:
-        """For every counter: spent + reserved + amount <= limit, then hold `amount` on all; else hold nothing."""
+    async def reserve(
+        self,
+        request_id: str,
+        counters: Sequence[Counter],
+        amount: int,
+        hold_ms: int,
+        rates: Sequence[RateLimit] = (),
+    ) -> ReserveOutcome:
+        """Every rate limit has room and every counter spent + reserved + amount <= limit: take them all.
+
+        Otherwise take nothing. Rate limits are checked before counters are loaded or checked.
+        """
         ...
 
-    async def settle(self, request_id: str, counters: Sequence[Counter], actual: int | None) -> list[int] | None:
-        """Drop the holds and charge `actual` (`None` releases). Per counter the new spend (-1: kept as late).
+    async def settle(
+        self,
+        request_id: str,
+        counters: Sequence[Counter],
+        actual: int | None,
+        rates: Sequence[RateLimit] = (),
+        tokens: int = 0,
+    ) -> list[int] | None:
+        """Drop the holds and charge `actual` (`None` releases); free parallel slots, charge `tokens` to tpm.
 
-        `None` when this request was already settled.
+        Per counter the new spend (-1: kept as late). `None` when this request was already settled (only
+        settlements with counters are remembered, as before rate limits shared the call).
         """
         ...
 
@@ -54,14 +81,6 @@ class CounterStore(Protocol):
 
     async def read(self, counter: Counter) -> CounterState | None:
         """The counter, or `None` when it is not loaded."""
-        ...
-
-    async def acquire_rates(self, request_id: str, limits: Sequence[RateLimit], hold_ms: int) -> RateOutcome:
-        """Take a request (rpm), check tokens (tpm) and a slot (parallel) on every limit, or nothing."""
-        ...
-
-    async def settle_rates(self, request_id: str, limits: Sequence[RateLimit], tokens: int) -> None:
-        """Free the request's parallel slots and charge `tokens` to its tpm limits."""
         ...
 
     async def aclose(self) -> None: ...

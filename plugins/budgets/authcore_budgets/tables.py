@@ -1,4 +1,8 @@
-"""The plugin's SQL tables (SQLAlchemy Core): the spend ledger and the stored entity budgets."""
+"""The plugin's SQL tables (SQLAlchemy Core): the spend ledger and the stored entity budgets.
+
+They are created and changed only by the migrations in `authcore_budgets.migrations`;
+a test checks that the newest revision builds exactly these tables.
+"""
 
 from __future__ import annotations
 

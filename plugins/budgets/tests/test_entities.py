@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
+from authcore_budgets.config import parse_duration
+from authcore_budgets.entities import BudgetRule, counter_for, key_rules
 from budget_helpers import NICKEL_TOKENS, RunnerFactory, budgets_of, chat
 
-from authcore import AuthEvent, EmptyConfig, Plugin, Usage, hookimpl
+from authcore import AuthEvent, EmptyConfig, Identity, Plugin, Usage, hookimpl
 from authcore.runner import Runner
 from authcore.testing import app_client, make_request
 
@@ -298,3 +300,121 @@ async def test_soft_budget_alert_is_posted_to_the_webhook(make_runner: RunnerFac
     assert body["event"] == "budgets.soft_limit"
     assert (body["entity"], body["entity_id"], body["spend"]) == ("key", "k1", 0.05)
     assert received.empty()
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+async def test_monthly_budget_resets_on_the_first_of_the_next_calendar_month(make_runner: RunnerFactory) -> None:
+    identity = {"key_id": "k-month", "limits": {"max_budget": 0.05, "budget_duration": "1mo"}}
+    async with make_runner({"tok": identity}) as runner:
+        plugin = budgets_of(runner)
+        plugin.now_ms = lambda: _ms(datetime(2030, 1, 31, 12, tzinfo=UTC))
+        assert await spend(runner, "tok") == 200
+        result = await runner.authenticate(chat("tok"))
+        assert result.status_code == 429
+        assert result.error is not None
+        # Twelve hours to Feb 1, 00:00 UTC: not 30 days, not 31.
+        assert result.error.response_headers()["retry-after"] == str(12 * 3600)
+        plugin.now_ms = lambda: _ms(datetime(2030, 2, 1, tzinfo=UTC))
+        assert [await spend(runner, "tok"), await spend(runner, "tok")] == [200, 429]
+        # February has 28 days in 2030: still the same period on the 28th, a new one on March 1.
+        plugin.now_ms = lambda: _ms(datetime(2030, 2, 28, 23, 59, tzinfo=UTC))
+        assert await spend(runner, "tok") == 429
+        plugin.now_ms = lambda: _ms(datetime(2030, 3, 1, tzinfo=UTC))
+        assert await spend(runner, "tok") == 200
+
+
+def test_month_counters_follow_the_calendar() -> None:
+    rule = BudgetRule("key", "k1", None, 100, None, parse_duration("1mo"))
+    counter = counter_for(rule, {"key_id": "k1"}, _ms(datetime(2024, 2, 10, 8, tzinfo=UTC)), grace_ms=0)
+    assert counter.ledger.start_ms == _ms(datetime(2024, 2, 1, tzinfo=UTC))
+    assert counter.period_end_ms == _ms(datetime(2024, 3, 1, tzinfo=UTC))
+    assert ":1mo:" in counter.name
+    assert rule.duration_s is None
+    quarter = BudgetRule("key", "k1", None, 100, None, parse_duration("3mo"))
+    counter = counter_for(quarter, {"key_id": "k1"}, _ms(datetime(2024, 5, 31, tzinfo=UTC)), grace_ms=0)
+    assert (counter.ledger.start_ms, counter.period_end_ms) == (
+        _ms(datetime(2024, 4, 1, tzinfo=UTC)),
+        _ms(datetime(2024, 7, 1, tzinfo=UTC)),
+    )
+
+
+def test_fixed_period_counters_keep_their_names() -> None:
+    # Counters live in Redis under these names: a deploy must not rename (and so reset) them.
+    rule = BudgetRule("key", "k1", None, 100, None, parse_duration("1h"))
+    counter = counter_for(rule, {"key_id": "k1"}, 3_600_000 * 5 + 7, grace_ms=0)
+    assert counter.name == f"key:k1:*:3600:{3_600_000 * 5}"
+    assert rule.duration_s == 3600
+
+
+async def test_a_key_temporary_increase_in_identity_limits_counts_until_it_expires(make_runner: RunnerFactory) -> None:
+    expiry = datetime.now(UTC) + timedelta(hours=1)
+    limits = {"max_budget": 0.05, "temp_budget_increase": 0.05, "temp_budget_expiry": expiry.isoformat()}
+    async with make_runner({"tok": {"key_id": "k-temp", "limits": limits}}) as runner:
+        plugin = budgets_of(runner)
+        plugin.now_ms = lambda: _ms(expiry - timedelta(minutes=1))
+        assert await spend(runner, "tok") == 200
+        assert await has_room(runner, "tok")
+        # One second past the expiry the same key, with the same limits, has only its base budget (spent).
+        plugin.now_ms = lambda: _ms(expiry + timedelta(seconds=1))
+        assert not await has_room(runner, "tok")
+
+
+async def has_room(runner: Runner, token: str) -> bool:
+    """Whether one more nickel fits now; the hold is given back either way."""
+    result = await runner.authenticate(chat(token))
+    await runner.settle(result, completed=False)
+    return result.error is None
+
+
+def test_temporary_increase_rules() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    later = (now + timedelta(hours=1)).isoformat()
+
+    def limit_at(moment: datetime, **limits: Any) -> list[tuple[int, int | None]]:
+        identity = Identity(auth_method="api_key", key_id="k1", limits=limits)
+        return [(rule.limit, rule.valid_until_ms) for rule in key_rules(identity, "m", _ms(moment))]
+
+    base = {"max_budget": 1, "temp_budget_increase": 0.5}
+    assert limit_at(now, **base, temp_budget_expiry=later) == [(1_500_000, _ms(now + timedelta(hours=1)))]
+    assert limit_at(now + timedelta(hours=1), **base, temp_budget_expiry=later) == [(1_000_000, None)]
+    # No offset means UTC, as virtual_keys writes it.
+    assert limit_at(now, **base, temp_budget_expiry="2030-01-01T00:30:00") == [(1_500_000, _ms(now) + 1_800_000)]
+    # Half a pair, an unreadable expiry, or no hard budget to raise: nothing is added.
+    assert limit_at(now, max_budget=1, temp_budget_increase=0.5) == [(1_000_000, None)]
+    assert limit_at(now, **base, temp_budget_expiry="soon") == [(1_000_000, None)]
+    assert limit_at(now, soft_budget=1, temp_budget_increase=0.5, temp_budget_expiry=later) == [(-1, None)]
+
+
+async def test_budgets_handed_over_in_identity_limits_hold_for_team_and_org(make_runner: RunnerFactory) -> None:
+    # What virtual_keys hands over for a key's team and organization (`/team/new {"max_budget": ...}`).
+    for kind, id_field in [("team", "team_id"), ("org", "org_id")]:
+        member = {"key_id": f"k-{kind}-1", id_field: f"{kind}-h", "limits": {kind: {"max_budget": 0.10}}}
+        other_member = {"key_id": f"k-{kind}-2", id_field: f"{kind}-h", "limits": {kind: {"max_budget": 0.10}}}
+        outsider = {"key_id": f"k-{kind}-3", id_field: f"{kind}-other"}
+        async with make_runner({"a": member, "b": other_member, "c": outsider}) as runner:
+            # Two keys of one team share the team's $0.10: the third nickel is refused, whoever sends it.
+            assert [await spend(runner, "a"), await spend(runner, "b"), await spend(runner, "a")] == [200, 200, 429]
+            assert await spend(runner, "c") == 200, kind
+
+
+async def test_a_stored_entity_budget_replaces_the_handed_over_one(make_runner: RunnerFactory) -> None:
+    member = {"key_id": "k-rep", "team_id": "t-rep", "limits": {"team": {"max_budget": 0.05}}}
+    async with make_runner({"tok": member}) as runner:
+        await set_budget(runner, entity="team", id="t-rep", max_budget=0.15)
+        # $0.15 from /budget/set, not the handed-over $0.05.
+        assert [await spend(runner, "tok") for _ in range(4)] == [200, 200, 200, 429]
+
+
+async def test_an_unreadable_handed_over_budget_fails_closed(make_runner: RunnerFactory) -> None:
+    from authcore_budgets.entities import applicable_rules
+
+    # Not a mapping: nothing is handed over for the team.
+    odd = Identity(auth_method="api_key", key_id="k", team_id="t", limits={"team": "not a mapping"})
+    assert applicable_rules(odd, "m5c", {}, None) == []
+    # A mapping with an unreadable budget: the request is refused (503), never let through unbudgeted.
+    bad = {"key_id": "k-bad", "team_id": "t-bad", "limits": {"team": {"max_budget": "lots"}}}
+    async with make_runner({"tok": bad}) as runner:
+        assert await spend(runner, "tok") == 503

@@ -54,6 +54,9 @@ def test_config_refuses_ambiguous_prices_and_bad_durations() -> None:
     with pytest.raises(ValidationError):
         BudgetsConfig.model_validate({"unpriced_models": "default_price"})
     with pytest.raises(ValidationError):
-        BudgetsConfig.model_validate({"global_budget": 1, "global_budget_duration": "1mo"})
-    assert parse_duration("30d") == 30 * 86400
-    assert parse_duration("2s") == 2
+        BudgetsConfig.model_validate({"global_budget": 1, "global_budget_duration": "1y"})
+    # LiteLLM's calendar months are a budget period too.
+    assert BudgetsConfig.model_validate({"global_budget": 1, "global_budget_duration": "1mo"}).global_budget_duration
+    assert parse_duration("30d").seconds == 30 * 86400
+    assert parse_duration("2s").seconds == 2
+    assert parse_duration("1mo").months == 1

@@ -92,3 +92,17 @@ async def test_a_budget_deny_frees_the_parallel_slot(make_runner: RunnerFactory)
     async with make_runner({"tok": identity}) as runner:
         assert await call(runner) == 429  # the budget denies after the slot was taken
         assert await call(runner, model="free") == 200  # so the slot is free for a request the budget allows
+
+
+async def test_rate_limits_handed_over_for_a_team_are_shared_by_its_keys(make_runner: RunnerFactory) -> None:
+    team = {"team": {"rpm_limit": 2}}
+    async with make_runner(
+        {
+            "a": {"key_id": "ka-h", "team_id": "t-h", "limits": team},
+            "b": {"key_id": "kb-h", "team_id": "t-h", "limits": team},
+            "c": {"key_id": "kc-h", "team_id": "t-other", "limits": team},
+        }
+    ) as runner:
+        statuses = [(await runner.authenticate(chat(token))).status_code for token in ("a", "b", "a")]
+        assert statuses == [200, 200, 429]
+        assert (await runner.authenticate(chat("c"))).status_code == 200

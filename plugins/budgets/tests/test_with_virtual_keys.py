@@ -1,0 +1,147 @@
+"""budgets with virtual_keys: a key's budget and its temporary increase, set through /key/* and enforced here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from authcore_budgets import BudgetsPlugin
+from authcore_virtual_keys import VirtualKeysPlugin
+from budget_helpers import budgets_config, budgets_of, chat
+
+from authcore.resources import Resources
+from authcore.runner import Runner
+from authcore.testing import app_client, started_runner
+
+MASTER_KEY = "sk-master-budgets-4Tq9Wm2Xc7Lp"
+HASH_SECRET = "pepper-budgets-9e2c7a1f5b3d8e40"
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+
+
+async def has_room(runner: Runner, key: str) -> bool:
+    """Whether one more $0.05 request fits now; the hold is given back either way."""
+    result = await runner.authenticate(chat(key))
+    await runner.settle(result, completed=False)
+    return result.error is None
+
+
+async def spend(runner: Runner, key: str) -> int:
+    result = await runner.authenticate(chat(key))
+    if result.error is not None:
+        return result.status_code
+    await runner.settle(result, completed=True)
+    return 200
+
+
+async def test_temp_budget_increase_from_key_update_gives_room_until_its_expiry(tmp_path: Path) -> None:
+    specs = {
+        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
+        "budgets": (BudgetsPlugin, budgets_config()),
+    }
+    resources = Resources(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
+    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+        created = await client.post("/key/generate", json={"max_budget": 0.05}, headers=ADMIN)
+        assert created.status_code == 200, created.text
+        key = created.json()["key"]
+        assert await spend(runner, key) == 200
+        assert not await has_room(runner, key)
+
+        expiry = datetime.now(UTC) + timedelta(hours=1)
+        update = {"key": key, "temp_budget_increase": 0.05, "temp_budget_expiry": expiry.isoformat()}
+        updated = await client.post("/key/update", json=update, headers=ADMIN)
+        assert updated.status_code == 200, updated.text
+
+        assert await has_room(runner, key)
+        # Past the expiry the increase is gone, although the key still carries it.
+        budgets_of(runner).now_ms = lambda: int((expiry + timedelta(seconds=1)).timestamp() * 1000)
+        assert not await has_room(runner, key)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres+redis", marks=pytest.mark.services)])
+def resources(request: pytest.FixtureRequest, tmp_path: Path) -> Resources:
+    if request.param == "sqlite":
+        return Resources(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
+    return Resources(
+        request.getfixturevalue("authcore_postgres_url"),
+        request.getfixturevalue("authcore_redis_url"),
+        request.getfixturevalue("authcore_redis_prefix"),
+    )
+
+
+async def test_a_team_budget_set_with_team_new_is_shared_by_its_keys(resources: Resources) -> None:
+    specs = {
+        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
+        "budgets": (BudgetsPlugin, budgets_config()),
+    }
+    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+        team = await client.post("/team/new", json={"team_id": "t-budget", "max_budget": 0.10}, headers=ADMIN)
+        assert team.status_code == 200, team.text
+        first, second = [
+            (await client.post("/key/generate", json={"team_id": "t-budget"}, headers=ADMIN)).json()["key"]
+            for _ in range(2)
+        ]
+        outsider = (await client.post("/key/generate", json={}, headers=ADMIN)).json()["key"]
+        # LiteLLM's /team/new budget holds for the team as a whole, across its keys.
+        assert [await spend(runner, first), await spend(runner, second), await spend(runner, first)] == [200, 200, 429]
+        assert await spend(runner, outsider) == 200
+
+        info = await client.get("/team/info", params={"team_id": "t-budget"}, headers=ADMIN)
+        assert info.status_code == 200, info.text
+        shown = info.json()["team_info"]
+        assert shown["max_budget"] == 0.10
+        assert shown["spend"] == 0.10
+        assert shown["remaining_budget"] == 0.0
+
+        # Raising the team's budget takes effect at once (the team's keys are dropped from the cache).
+        raised = await client.post("/team/update", json={"team_id": "t-budget", "max_budget": 0.15}, headers=ADMIN)
+        assert raised.status_code == 200, raised.text
+        assert [await spend(runner, second), await spend(runner, first)] == [200, 429]
+
+
+async def test_an_organization_rpm_limit_set_with_organization_new_holds(resources: Resources) -> None:
+    specs = {
+        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
+        "budgets": (BudgetsPlugin, budgets_config()),
+    }
+    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+        org = await client.post("/organization/new", json={"organization_id": "o-rpm", "rpm_limit": 2}, headers=ADMIN)
+        assert org.status_code == 200, org.text
+        team = await client.post("/team/new", json={"team_id": "t-rpm", "organization_id": "o-rpm"}, headers=ADMIN)
+        assert team.status_code == 200, team.text
+        # One key in the organization directly, one through its team: both draw on the org's 2 rpm.
+        direct = (await client.post("/key/generate", json={"organization_id": "o-rpm"}, headers=ADMIN)).json()["key"]
+        via_team = (await client.post("/key/generate", json={"team_id": "t-rpm"}, headers=ADMIN)).json()["key"]
+        assert [await spend(runner, direct), await spend(runner, via_team), await spend(runner, direct)] == [
+            200,
+            200,
+            429,
+        ]
+
+
+async def test_a_customer_budget_set_with_customer_new_holds_across_keys(resources: Resources) -> None:
+    specs = {
+        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
+        "budgets": (BudgetsPlugin, budgets_config()),
+    }
+
+    async def spend_for(key: str, user: str | None = None) -> int:
+        result = await runner.authenticate(chat(key, **({"user": user} if user is not None else {})))
+        if result.error is not None:
+            return result.status_code
+        await runner.settle(result, completed=True)
+        return 200
+
+    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+        customer = await client.post("/customer/new", json={"user_id": "cust-b", "max_budget": 0.10}, headers=ADMIN)
+        assert customer.status_code == 200, customer.text
+        first, second = [(await client.post("/key/generate", json={}, headers=ADMIN)).json()["key"] for _ in range(2)]
+        # The customer's $0.10 holds whichever key makes the request for them.
+        assert [await spend_for(first, "cust-b"), await spend_for(second, "cust-b")] == [200, 200]
+        assert await spend_for(first, "cust-b") == 429
+        assert await spend_for(first, "someone-else") == 200
+        assert await spend_for(first) == 200
+
+        info = await client.get("/customer/info", params={"end_user_id": "cust-b"}, headers=ADMIN)
+        assert info.status_code == 200, info.text
+        assert info.json()["spend"] == 0.10
