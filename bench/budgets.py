@@ -6,10 +6,13 @@ Per request it times the reservation (`await runner.authenticate(request)`) and
 the settlement (`await runner.settle(result, completed=True)` with a `Usage`)
 separately, and counts the Redis commands and SQL statements of each phase. One
 raw `EVALSHA` of a trivial script on the same client is timed in the same run:
-the Redis target is stated relative to it.
+the Redis target is stated relative to it (`evalsha`: through redis-py;
+`evalsha_lean`: pre-encoded on the store's own pipelined connection, which its
+two request-path scripts use). `memory_rl` / `redis_rl`: the same key with rpm and
+tpm limits too (still one script to reserve and one to settle).
 
     uv run python -m bench.budgets [--iterations 5000] [--runs 3] [--no-redis] [--json]
-    uv run python -m bench.budgets --profile memory      # cProfile of one variant's reserve+settle
+    uv run python -m bench.budgets --profile memory      # cProfile of reserve+settle (memory[_rl], redis[_rl])
     uv run python -m bench.budgets --wrk [--duration 10] [--rounds 3]   # req/s under wrk, POST chat
 
 `--wrk` serves each app below in its own uvicorn process (as `http_throughput`
@@ -69,24 +72,34 @@ wrk.body = '{body}'
 IDENTITY = Identity(
     auth_method="api_key", key_id="bench-key", team_id="bench-team", user_id="bench-user", limits={"max_budget": 1000}
 )
+IDENTITY_RATES = Identity(
+    auth_method="api_key",
+    key_id="bench-key-rl",
+    team_id="bench-team",
+    user_id="bench-user",
+    limits={"max_budget": 1000, "rpm_limit": 10**9, "tpm_limit": 10**12},
+)
+"""The `*_rl` variants: the same budget plus rpm and tpm limits (reserve and settle stay one script each)."""
 BODY: dict[str, Any] = {"model": "bench-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
 USAGE = Usage(model="bench-model", prompt_tokens=8, completion_tokens=8)
 PRICES = {"bench-model": {"input_per_1m_tokens": 1, "output_per_1m_tokens": 2}}
 TRIVIAL_SCRIPT = "return 1"
 
 
-class _NoConfig(BaseModel):
+class _FixedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    rates: bool = False
 
-class FixedIdentity(Plugin[_NoConfig]):
-    """Every request is the bench key."""
 
-    Config = _NoConfig
+class FixedIdentity(Plugin[_FixedConfig]):
+    """Every request is the bench key (with rate limits when `rates`)."""
+
+    Config = _FixedConfig
 
     @hookimpl
     async def custom_auth(self, request: RequestContext) -> Identity:
-        return IDENTITY
+        return IDENTITY_RATES if self.config.rates else IDENTITY
 
 
 async def _chat(request: Request) -> JSONResponse:
@@ -174,6 +187,7 @@ _COUNTS: list[Counts] = []
 
 
 def _count_redis_commands() -> None:
+    """Wrap redis-py's `execute_command` and the store's lean connection (`resp.ScriptConnection.call`)."""
     from redis.asyncio import Redis
 
     original: Callable[..., Awaitable[Any]] = Redis.execute_command
@@ -187,6 +201,19 @@ def _count_redis_commands() -> None:
 
     counted.counted = True  # type: ignore[attr-defined]
     Redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        from authcore_budgets.resp import ScriptConnection
+    except ImportError:  # an older plugin (A/B through PYTHONPATH) has no lean connection
+        return
+    lean: Any = ScriptConnection
+    lean_call: Callable[..., Awaitable[Any]] = lean.call
+
+    async def counted_lean(self: Any, command: bytes, *args: Any) -> Any:
+        for counts in _COUNTS:
+            counts.redis += 1
+        return await lean_call(self, command, *args)
+
+    lean.call = counted_lean
 
 
 def _instrument(resources: Resources, counts: Counts) -> None:
@@ -203,8 +230,9 @@ def _instrument(resources: Resources, counts: Counts) -> None:
 @asynccontextmanager
 async def _runner(kind: str, directory: Path, prefix: str) -> AsyncIterator[tuple[Runner, Resources]]:
     database = f"sqlite+aiosqlite:///{directory / (kind + '.db')}"
-    resources = Resources(database, REDIS_URL, prefix) if kind == "redis" else Resources(database)
-    specs: dict[str, Any] = {"ident": (FixedIdentity, {})}
+    redis = kind.startswith("redis")
+    resources = Resources(database, REDIS_URL, prefix) if redis else Resources(database)
+    specs: dict[str, Any] = {"ident": (FixedIdentity, {"rates": kind.endswith("_rl")})}
     pipeline: dict[str, list[str]] = {"extract_credentials": [], "custom_auth": ["ident"]}
     if kind != "none":
         specs["budgets"] = (BudgetsPlugin, {"prices": PRICES, "lock_file": str(directory / f"{kind}.lock")})
@@ -250,6 +278,26 @@ async def _measure_evalsha(resources: Resources, variant: Variant, iterations: i
         variant.reserve_us.append((perf_counter_ns() - start) / 1000)
 
 
+async def _measure_lean_evalsha(resources: Resources, variant: Variant, iterations: int) -> None:
+    """The same EVALSHA sent pre-encoded on the store's lean connection (what its two scripts use)."""
+    try:
+        from authcore_budgets.resp import ScriptConnection, pack
+    except ImportError:  # an older plugin (A/B through PYTHONPATH)
+        return
+    client = resources.redis()
+    assert client is not None
+    sha = str(await client.script_load(TRIVIAL_SCRIPT))
+    connection = ScriptConnection(client.connection_pool.connection_kwargs)
+    command = pack("EVALSHA", sha, 0)
+    try:
+        for _ in range(iterations):
+            start = perf_counter_ns()
+            await connection.call(command, 0.5)
+            variant.reserve_us.append((perf_counter_ns() - start) / 1000)
+    finally:
+        await connection.aclose()
+
+
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -284,10 +332,11 @@ async def _cleanup(prefix: str) -> None:
 
 
 async def run(iterations: int, runs: int, with_redis: bool) -> list[dict[str, Any]]:
-    kinds = ["none", "memory"] + (["redis"] if with_redis else [])
+    kinds = ["none", "memory", "memory_rl"] + (["redis", "redis_rl"] if with_redis else [])
     variants = {kind: Variant(kind) for kind in kinds}
     if with_redis:
         variants["evalsha"] = Variant("evalsha")
+        variants["evalsha_lean"] = Variant("evalsha_lean")
     prefix = f"bench-budgets-{uuid.uuid4().hex[:8]}:"
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -303,7 +352,10 @@ async def run(iterations: int, runs: int, with_redis: bool) -> list[dict[str, An
                         if kind == "redis":
                             await _measure_evalsha(resources, Variant("warmup"), 200)
                             await _measure_evalsha(resources, variants["evalsha"], iterations)
+                            await _measure_lean_evalsha(resources, Variant("warmup"), 200)
+                            await _measure_lean_evalsha(resources, variants["evalsha_lean"], iterations)
                 (directory / "memory.db").unlink(missing_ok=True)
+                (directory / "memory_rl.db").unlink(missing_ok=True)
     finally:
         if with_redis:
             await _cleanup(prefix)
@@ -322,7 +374,7 @@ async def profile(kind: str, iterations: int) -> str:
                 await _measure(runner, counts, Variant(kind), iterations)
                 profiler.disable()
     finally:
-        if kind == "redis":
+        if kind.startswith("redis"):
             await _cleanup(prefix)
     stream = io.StringIO()
     pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(40)
@@ -402,6 +454,8 @@ def _print(rows: list[dict[str, Any]]) -> None:
     )
     base = next(row for row in rows if row["name"] == "none")
     for row in rows:
+        if "reserve_p50_us" not in row:
+            continue
         reserve = f"{row['reserve_p50_us']:.1f}/{row['reserve_p99_us']:.1f}"
         settle = f"{row['settle_p50_us']:.1f}/{row['settle_p99_us']:.1f}" if "settle_p50_us" in row else "-"
         counts = (
@@ -417,15 +471,20 @@ def _print(rows: list[dict[str, Any]]) -> None:
         print(f"{row['name']:<8} {reserve:>20} {settle:>19} {counts:>18} {settle_counts:>17}")
     print()
     for row in rows:
-        if row["name"] in ("memory", "redis"):
+        if row["name"] in ("memory", "memory_rl", "redis", "redis_rl"):
             added = row["reserve_p50_us"] - base["reserve_p50_us"]
             added99 = row["reserve_p99_us"] - base["reserve_p99_us"]
             print(f"{row['name']}: reserve adds {added:.1f} µs (p50), {added99:.1f} µs (p99) over no budgets")
     evalsha = next((row for row in rows if row["name"] == "evalsha"), None)
-    redis_row = next((row for row in rows if row["name"] == "redis"), None)
-    if evalsha and redis_row:
-        added = redis_row["reserve_p50_us"] - base["reserve_p50_us"]
-        print(f"redis: reserve adds {added / evalsha['reserve_p50_us']:.2f}x one raw EVALSHA round trip (p50)")
+    lean = next((row for row in rows if row["name"] == "evalsha_lean" and "reserve_p50_us" in row), None)
+    for row in rows:
+        if not (evalsha and row["name"].startswith("redis")):
+            continue
+        added = row["reserve_p50_us"] - base["reserve_p50_us"]
+        name = row["name"]
+        print(f"{name}: reserve adds {added / evalsha['reserve_p50_us']:.2f}x one redis-py EVALSHA round trip (p50)")
+        if lean:
+            print(f"{name}: reserve adds {added / lean['reserve_p50_us']:.2f}x one lean EVALSHA round trip (p50)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs; each starts every variant afresh")
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--profile", choices=("memory", "redis"))
+    parser.add_argument("--profile", choices=("memory", "memory_rl", "redis", "redis_rl"))
     parser.add_argument("--wrk", action="store_true", help="req/s under wrk instead of in-process latency")
     parser.add_argument("--duration", type=int, default=10, help="--wrk: seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="--wrk: rounds")

@@ -36,16 +36,10 @@ from time import perf_counter_ns
 from typing import Any
 
 from authcore_virtual_keys import VirtualKeysPlugin
-from authcore_virtual_keys import store as store_module
-from authcore_virtual_keys.records import KeySnapshot, snapshot_from_row
-from authcore_virtual_keys.store import KeyStore
-from authcore_virtual_keys.tables import keys
-from sqlalchemy import bindparam
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import Message
 
-from authcore import DependencyFailure
 from authcore.lifespan import authcore_lifespan
 from authcore.middleware import STATE_KEY, AuthcoreMiddleware
 from authcore.request import RequestContext
@@ -97,53 +91,28 @@ async def _receive() -> Message:
 
 @dataclass(frozen=True)
 class Engine:
-    """How the store reads a key in one cold-path variant (a stand-in for a change to resources.py or store.py)."""
+    """Which engine `KeyStore.lookup` reads through in one cold-path variant."""
 
     name: str
     description: str
+    shared: bool = False
+    """Read through `engine()` (pool_pre_ping=True, a transaction per read), as before `read_engine()` existed."""
     pre_ping: bool = True
-    autocommit: bool = False
-    """Engine-wide `isolation_level="AUTOCOMMIT", pool_reset_on_return=None`."""
-    autocommit_view: bool = False
-    """The store gets `engine.execution_options(isolation_level="AUTOCOMMIT")`: same pool, no BEGIN/ROLLBACK."""
-    prebuilt: bool = False
-    """`KeyStore.lookup` executes one statement built once with `bindparam`, not `_LOOKUP.where(...)` per call."""
+    """With `shared`: the shared engine's `pool_pre_ping`."""
 
 
 ENGINES = {
     engine.name: engine
     for engine in (
-        Engine("default", "as committed: pool_pre_ping=True, transactions, statement built per call"),
-        Engine("noping", "pool_pre_ping=False", pre_ping=False),
-        Engine("autocommit", "AUTOCOMMIT + pool_reset_on_return=None", autocommit=True),
-        Engine("ac_noping", "AUTOCOMMIT + no reset, pool_pre_ping=False", pre_ping=False, autocommit=True),
-        Engine("prebuilt", "statement prebuilt (bindparam), engine as committed", prebuilt=True),
-        Engine(
-            "prebuilt_view",
-            "prebuilt + AUTOCOMMIT view for reads, pool_pre_ping kept",
-            autocommit_view=True,
-            prebuilt=True,
-        ),
-        Engine(
-            "prebuilt_view_noping",
-            "prebuilt + AUTOCOMMIT view for reads + pool_pre_ping=False",
-            pre_ping=False,
-            autocommit_view=True,
-            prebuilt=True,
-        ),
-        Engine(
-            "prebuilt_ac_noping",
-            "prebuilt + AUTOCOMMIT engine-wide + no reset + pool_pre_ping=False",
-            pre_ping=False,
-            autocommit=True,
-            prebuilt=True,
-        ),
+        Engine("default", "resources.py as it is: read_engine() (AUTOCOMMIT pool, no pre-ping, retry once)"),
+        Engine("shared", "reads through engine(): pool_pre_ping=True, BEGIN/ROLLBACK per read (the old path)", True),
+        Engine("shared_noping", "reads through engine(), pool_pre_ping=False", shared=True, pre_ping=False),
     )
 }
 
 
 class TunedResources(Resources):
-    """`Resources` with another Postgres engine (a stand-in for a change to authcore/resources.py)."""
+    """`Resources` whose store reads through the shared engine (the path before `read_engine()`)."""
 
     def __init__(self, database_url: str, engine: Engine) -> None:
         super().__init__(database_url)
@@ -154,31 +123,11 @@ class TunedResources(Resources):
             from sqlalchemy.ext.asyncio import create_async_engine
 
             options: dict[str, Any] = {"pool_pre_ping": self._spec.pre_ping, "pool_size": 10, "max_overflow": 10}
-            if self._spec.autocommit:
-                options.update(isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
             self._engine = create_async_engine(self._database_url, **options)
-        if self._spec.autocommit_view:
-            return self._engine.execution_options(isolation_level="AUTOCOMMIT")
         return self._engine
 
-
-_PREBUILT_LOOKUP = store_module._LOOKUP.where(keys.c.token_hash == bindparam("token"))
-
-
-def use_prebuilt_lookup(store: KeyStore) -> None:
-    """Replace this store's `lookup` by the same read with a statement built once (the proposed store.py change)."""
-
-    async def lookup(token: str) -> KeySnapshot | None:
-        try:
-            async with store.engine.connect() as connection:
-                found = (await connection.execute(_PREBUILT_LOOKUP, {"token": token})).mappings().first()
-                if found is not None:
-                    return snapshot_from_row(found)
-                return await store_module._grace_lookup(connection, token)
-        except Exception as error:
-            raise DependencyFailure("The key store is unavailable.", reason_id="key_store_unavailable") from error
-
-    store.lookup = lookup  # type: ignore[method-assign]
+    def read_engine(self) -> Any:
+        return self.engine() if self._spec.shared else super().read_engine()
 
 
 # -- the measured set-ups --------------------------------------------------------------------------------
@@ -193,9 +142,7 @@ class Setup:
 
 
 @contextlib.asynccontextmanager
-async def started(
-    database_url: str, resources: Resources | None = None, *, prebuilt: bool = False
-) -> AsyncIterator[Setup]:
+async def started(database_url: str, resources: Resources | None = None) -> AsyncIterator[Setup]:
     """A started app (headers + virtual_keys on `database_url`) and a fresh key limited to two models."""
     config = vk_config(database_url)
     app = Starlette(
@@ -207,8 +154,6 @@ async def started(
         runner: Runner = getattr(app.state, STATE_KEY)
         plugin = next(instance for instance in runner.instances if instance.name == INSTANCE)
         assert isinstance(plugin, VirtualKeysPlugin)
-        if prebuilt:
-            use_prebuilt_lookup(plugin.store)
         key, token = await create_key(app)
         yield Setup(runner, plugin, key, token)
 
@@ -306,17 +251,6 @@ async def build_cases(stack: contextlib.AsyncExitStack, args: argparse.Namespace
             args.cold_iterations,
         ),
     ]
-    sqlite_prebuilt = await stack.enter_async_context(
-        started(f"sqlite+aiosqlite:///{folder / 'keys-prebuilt.db'}", prebuilt=True)
-    )
-    cases.append(
-        Case(
-            "cold_sqlite_prebuilt",
-            "cold, SQLite file, lookup statement prebuilt (bindparam)",
-            *cold_step(sqlite_prebuilt),
-            args.cold_iterations,
-        )
-    )
     # The apps http_throughput serves (GET /v1/models, the key cached), called in process.
     for name, factory, description in (
         ("app_bare", bare_app.bare, "in-process ASGI call: Starlette, one JSON route"),
@@ -333,7 +267,8 @@ async def build_cases(stack: contextlib.AsyncExitStack, args: argparse.Namespace
     tokens: list[str] = []
     for engine_name in args.pg_engines:
         engine = ENGINES[engine_name]
-        setup = await stack.enter_async_context(started(url, TunedResources(url, engine), prebuilt=engine.prebuilt))
+        resources = None if engine_name == "default" else TunedResources(url, engine)
+        setup = await stack.enter_async_context(started(url, resources))
         cases.append(
             Case(
                 f"cold_pg_{engine.name}",
@@ -346,7 +281,7 @@ async def build_cases(stack: contextlib.AsyncExitStack, args: argparse.Namespace
             cases.append(
                 Case("cached_pg", "cached key, whole pipeline (Postgres store)", *cached_step(setup), args.iterations)
             )
-        if engine_name in ("default", "prebuilt_view_noping"):
+        if engine_name in ("default", "shared"):
             cases.append(
                 Case(
                     f"lookup_pg_{engine.name}",
