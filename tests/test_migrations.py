@@ -97,3 +97,24 @@ async def test_concurrent_upgrades_on_postgres_run_each_revision_once(authcore_p
 
 def test_plugins_declare_no_migrations_by_default() -> None:
     assert Plugin.migrations is None
+
+
+async def test_schema_differences_reports_drift_and_ignores_the_version_table(tmp_path: Path) -> None:
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from authcore.testing import schema_differences
+
+    built, expected = MetaData(), MetaData()
+    Table("things", built, Column("id", Integer, primary_key=True))
+    Table("plugin_version", built, Column("version_num", String(32), primary_key=True))
+    Table("things", expected, Column("id", Integer, primary_key=True), Column("name", String(50)))
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'drift.db'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(built.create_all)
+            found = await connection.run_sync(lambda sync: schema_differences(sync, expected, "plugin_version"))
+    finally:
+        await engine.dispose()
+    # The missing column is reported; the version table the code does not describe is not.
+    assert [diff[0] for diff in found if isinstance(diff, tuple)] == ["add_column"]

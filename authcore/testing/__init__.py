@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from authcore.testing.client import app_client
     from authcore.testing.factories import make_identity, make_request
     from authcore.testing.harness import build_runner, started_runner
+    from authcore.testing.schema import schema_differences
 
 _HOMES = {
     "assert_allowed": "authcore.testing.assertions",
@@ -23,6 +24,7 @@ _HOMES = {
     "make_request": "authcore.testing.factories",
     "build_runner": "authcore.testing.harness",
     "started_runner": "authcore.testing.harness",
+    "schema_differences": "authcore.testing.schema",
 }
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "build_runner",
     "make_identity",
     "make_request",
+    "schema_differences",
     "started_runner",
 ]
 

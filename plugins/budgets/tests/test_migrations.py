@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from authcore_budgets import BudgetsPlugin, migrations
 from authcore_budgets.tables import ledger, limits, metadata
 from budget_helpers import budgets_config
@@ -17,7 +15,7 @@ from sqlalchemy import Connection, MetaData, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from authcore.resources import Resources
-from authcore.testing import started_runner
+from authcore.testing import schema_differences, started_runner
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
@@ -37,12 +35,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def _schema_differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection)
-    return [diff for diff in compare_metadata(context, metadata) if not _is_version_table(diff)]
-
-
-def _is_version_table(diff: object) -> bool:
-    return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == migrations.VERSION_TABLE
+    return schema_differences(connection, metadata, migrations.VERSION_TABLE)
 
 
 def _tables(connection: Connection) -> set[str]:

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from authcore_virtual_keys import migrations
 from authcore_virtual_keys.store import KeyStore
 from authcore_virtual_keys.tables import keys, metadata, teams, users
 from sqlalchemy import Connection, MetaData, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from authcore.testing import schema_differences
 
 from .conftest import GatewayFactory
 
@@ -29,12 +29,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def _schema_differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection)
-    return [diff for diff in compare_metadata(context, metadata) if not _is_version_table(diff)]
-
-
-def _is_version_table(diff: object) -> bool:
-    return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == migrations.VERSION_TABLE
+    return schema_differences(connection, metadata, migrations.VERSION_TABLE)
 
 
 async def test_upgrade_from_empty_creates_exactly_the_current_schema(engine: AsyncEngine) -> None:
