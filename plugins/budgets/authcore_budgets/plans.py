@@ -34,6 +34,7 @@ class Plan:
 class _Cached:
     plan: Plan
     limits: Mapping[str, Any]
+    per_model_rates: tuple[Any, Any]
     version: int
     valid_until_ms: int | None
 
@@ -55,7 +56,7 @@ class PlanCache:
         if cached.valid_until_ms is not None and now_ms >= cached.valid_until_ms:
             return None
         # By value: an identity rebuilt with other limits (an updated key) must not reuse the plan.
-        if cached.limits != identity.limits:
+        if cached.limits != identity.limits or cached.per_model_rates != _per_model_rates(identity):
             return None
         return cached.plan
 
@@ -68,5 +69,15 @@ class PlanCache:
         if len(self._plans) >= MAX_PLANS:
             self._plans.clear()
         limits = dict(identity.limits)
-        self._plans[self._key(identity, models)] = _Cached(plan, limits, view.version, min(ends, default=None))
+        self._plans[self._key(identity, models)] = _Cached(
+            plan, limits, _per_model_rates(identity), view.version, min(ends, default=None)
+        )
         return plan
+
+
+def _per_model_rates(identity: Identity) -> tuple[Any, Any]:
+    """LiteLLM keeps per-model rate limits in key metadata, which `limits` does not cover."""
+    metadata = identity.metadata
+    if not metadata:
+        return (None, None)
+    return (metadata.get("model_rpm_limit"), metadata.get("model_tpm_limit"))

@@ -263,7 +263,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
 
     def _resolve(self, identity: Identity, models: Sequence[str], view: LimitsView, now_ms: int) -> Plan:
         """The budgets and rate limits of this identity and these models in the current periods."""
-        rates = distinct_rates(applicable_rate_limits(identity, view.rates))
+        rates = distinct_rates(applicable_rate_limits(identity, view.rates, models))
         rules = [
             rule for model in models for rule in applicable_rules(identity, model, view.rules, self.global_rule, now_ms)
         ]

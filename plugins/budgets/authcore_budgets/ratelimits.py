@@ -32,13 +32,23 @@ class RateLimit:
     entity: str
     entity_id: str
     limit: int
+    model: str | None = None
+    """Set for a per-model limit (LiteLLM's `model_rpm_limit` / `model_tpm_limit`): only that model's requests."""
     name: str = field(init=False, compare=False, repr=False)
-    """Unique per kind and entity; safe in a Redis key. Kept, not derived per request (a plan reuses it)."""
+    """Unique per kind, entity and model; safe in a Redis key. Kept, not derived per request (a plan reuses it)."""
     interval_us: float = field(init=False, compare=False, repr=False)
     """Microseconds of the window one request (rpm) or one token (tpm) uses up."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "name", f"{self.kind}:{self.entity}:{quote(self.entity_id, safe='')}")
+        name = f"{self.kind}:{self.entity}:{quote(self.entity_id, safe='')}"
+        if self.model is not None:
+            name = f"{name}:{quote(self.model, safe='')}"
+        if self.kind != "parallel":
+            # GCRA keeps time, not counts: a state made under one limit means something else under
+            # another. A changed limit starts afresh, so raising it gives room at once (lowering it
+            # admits at most one window more than the new limit).
+            name = f"{name}@{self.limit}"
+        object.__setattr__(self, "name", name)
         interval = WINDOW_US / self.limit if self.limit else float(WINDOW_US) * 2
         object.__setattr__(self, "interval_us", interval)
 
@@ -49,14 +59,41 @@ def _limits_from(entity: str, entity_id: str, values: Mapping[str, object]) -> l
         value = values.get(column)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"{column} must be a number >= 0")
-        found.append(RateLimit(kind, entity, entity_id, int(value)))
+        found.append(RateLimit(kind, entity, entity_id, _number(column, value)))
+    return found
+
+
+_PER_MODEL_FIELDS: Mapping[RateKind, str] = {"rpm": "model_rpm_limit", "tpm": "model_tpm_limit"}
+
+
+def _number(column: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{column} must be a number >= 0")
+    return int(value)
+
+
+def per_model_limits(key_id: str, identity: Identity, models: Iterable[str]) -> list[RateLimit]:
+    """The key's per-model rpm/tpm limits of the requested models.
+
+    LiteLLM keeps them in the key's metadata (`{"model_rpm_limit": {"gpt-4o": 10}}`);
+    `identity.limits` is read first, then `identity.metadata`.
+    """
+    found: list[RateLimit] = []
+    for kind, column in _PER_MODEL_FIELDS.items():
+        spec = identity.limits.get(column, identity.metadata.get(column))
+        if spec is None:
+            continue
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{column} must map model names to numbers")
+        for model in models:
+            value = spec.get(model)
+            if value is not None:
+                found.append(RateLimit(kind, "key", key_id, _number(column, value), model))
     return found
 
 
 def applicable_rate_limits(
-    identity: Identity, stored: Mapping[tuple[str, str], Iterable[Mapping[str, object]]]
+    identity: Identity, stored: Mapping[tuple[str, str], Iterable[Mapping[str, object]]], models: Iterable[str] = ()
 ) -> list[RateLimit]:
     """The key's limits from `identity.limits`, then those of the key, team, user, org and end user.
 
@@ -66,6 +103,7 @@ def applicable_rate_limits(
     limits: list[RateLimit] = []
     if identity.key_id:
         limits.extend(_limits_from("key", identity.key_id, identity.limits))
+        limits.extend(per_model_limits(identity.key_id, identity, models))
     for entity in RATE_ENTITIES:
         entity_id = entity_id_of(entity, identity)
         if entity_id is None:

@@ -106,3 +106,28 @@ async def test_rate_limits_handed_over_for_a_team_are_shared_by_its_keys(make_ru
         statuses = [(await runner.authenticate(chat(token))).status_code for token in ("a", "b", "a")]
         assert statuses == [200, 200, 429]
         assert (await runner.authenticate(chat("c"))).status_code == 200
+
+
+async def test_a_per_model_rpm_limit_counts_only_that_models_requests(make_runner: RunnerFactory) -> None:
+    # LiteLLM keeps these in the key's metadata.
+    key = {"key_id": "k-pm", "metadata": {"model_rpm_limit": {"m5c": 1}}}
+    async with make_runner({"tok": key}) as runner:
+        assert (await runner.authenticate(chat("tok", model="m5c"))).status_code == 200
+        refused = await runner.authenticate(chat("tok", model="m5c"))
+        assert refused.status_code == 429
+        assert refused.error is not None and refused.error.headers.get("x-ratelimit-limit-requests") == "1"
+        # Another model of the same key is not limited by it.
+        assert (await runner.authenticate(chat("tok", model="m1c"))).status_code == 200
+
+
+async def test_per_model_limits_in_identity_limits_and_bad_values(make_runner: RunnerFactory) -> None:
+    async with make_runner(
+        {
+            "tok": {"key_id": "k-pm2", "limits": {"model_rpm_limit": {"m1c": 2}}},
+            "bad": {"key_id": "k-pm3", "metadata": {"model_rpm_limit": ["m1c"]}},
+        }
+    ) as runner:
+        statuses = [(await runner.authenticate(chat("tok", model="m1c"))).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        # An unreadable per-model limit refuses the request rather than ignoring the limit.
+        assert (await runner.authenticate(chat("bad", model="m1c"))).status_code == 503

@@ -145,3 +145,23 @@ async def test_a_customer_budget_set_with_customer_new_holds_across_keys(resourc
         info = await client.get("/customer/info", params={"end_user_id": "cust-b"}, headers=ADMIN)
         assert info.status_code == 200, info.text
         assert info.json()["spend"] == 0.10
+
+
+async def test_a_per_model_rpm_limit_in_key_metadata_holds_and_follows_updates(resources: Resources) -> None:
+    specs = {
+        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
+        "budgets": (BudgetsPlugin, budgets_config()),
+    }
+    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+        created = await client.post(
+            "/key/generate", json={"metadata": {"model_rpm_limit": {"m5c": 1}}}, headers=ADMIN
+        )
+        assert created.status_code == 200, created.text
+        key = created.json()["key"]
+        assert [await spend(runner, key), await spend(runner, key)] == [200, 429]
+        # LiteLLM admin scripts change it with /key/update; the new limit applies at once.
+        updated = await client.post(
+            "/key/update", json={"key": key, "metadata": {"model_rpm_limit": {"m5c": 100}}}, headers=ADMIN
+        )
+        assert updated.status_code == 200, updated.text
+        assert await spend(runner, key) == 200
