@@ -149,31 +149,22 @@ MAX_END_USER_ID = 255
 _CUSTOMER_HEADER, _END_USER_HEADER = (name.encode() for name in END_USER_HEADERS)
 
 
-async def end_user_id(request: RequestContext) -> str | None:
-    """The end user named by the headers, else by the JSON body's `user` (LiteLLM's precedence)."""
-    named = header_end_user(request.raw_headers)
-    if named is not None or request.method not in ("POST", "PUT", "PATCH"):
-        return named
-    try:
-        body = await request.json()
-    except Exception:  # noqa: BLE001 - an unreadable body names no end user; other checks judge the body
-        return None
-    return body_end_user(body)
-
-
-def header_end_user(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The first non-empty of: the first customer-id header, the first end-user-id header."""
-    customer = end_user = None
+def header_end_user(raw_headers: Iterable[tuple[bytes, bytes]], extra: bytes | None = None) -> str | None:
+    """The first non-empty of: the first customer-id header, the first end-user-id header, the first
+    `extra` header (the configured one, LiteLLM's `user_header_name`)."""
+    customer = end_user = configured = None
     for name, value in raw_headers:
         if name == _CUSTOMER_HEADER:
             if customer is None:
                 customer = value
-        elif name == _END_USER_HEADER and end_user is None:
-            end_user = value
-    if customer:
-        return customer.decode("latin-1")
-    if end_user:
-        return end_user.decode("latin-1")
+        elif name == _END_USER_HEADER:
+            if end_user is None:
+                end_user = value
+        elif name == extra and configured is None:
+            configured = value
+    for found in (customer, end_user, configured):
+        if found:
+            return found.decode("latin-1")
     return None
 
 
@@ -197,14 +188,11 @@ class EndUserCheck:
     cache's freshness bound.
     """
 
-    def __init__(self, cache: EndUserCache, *, validate: bool) -> None:
+    def __init__(self, cache: EndUserCache, *, validate: bool, header: str | None = None) -> None:
         self._cache = cache
         self._validate = validate
-
-    async def __call__(self, request: RequestContext) -> None:
-        user_id = await end_user_id(request)
-        if user_id is not None:
-            await self.check(user_id)
+        self.header = header.lower().encode("latin-1") if header else None
+        """The configured extra header naming the end user (raw, lower-case), read after the standard two."""
 
     async def check(self, user_id: str) -> EndUserRecord | None:
         """The end user named by the request (`end_user_id`) may be served; its record, if it has one."""
@@ -274,7 +262,7 @@ async def named_end_user(request: RequestContext, end_users: EndUserCheck) -> An
     Raises only when the record cannot be read (503); everything else is left to `NamedEndUser.check`.
     """
     body: Any = UNREAD
-    user_id = header_end_user(request.raw_headers)
+    user_id = header_end_user(request.raw_headers, end_users.header)
     if user_id is None:
         if request.method not in BODY_METHODS:
             return UNREAD

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from authcore import ConfigurationError
+from authcore.credentials import KEY_HEADERS
 from authcore_virtual_keys.access import SPECIAL_NAMES, AccessGroups, listed
 
 GroupMember = Annotated[str, StringConstraints(min_length=1, max_length=255)]
@@ -15,6 +16,11 @@ MIN_SECRET_LENGTH = 16
 WELL_KNOWN_MASTER_KEYS = frozenset({"sk-1234", "sk-12345", "sk-123456", "changeme", "password", "master_key"})
 """Keys copied from documentation examples; anyone can guess them."""
 
+
+CREDENTIAL_HEADERS = frozenset(
+    {b"authorization", b"proxy-authorization", b"cookie", b"x-litellm-api-key", *KEY_HEADERS}
+)
+"""Headers that carry keys (the built-in extractor's, and the usual others): never an end user id."""
 
 class VirtualKeysConfig(BaseModel):
     """How keys are verified, hashed and cached."""
@@ -52,6 +58,15 @@ class VirtualKeysConfig(BaseModel):
         ),
     )
 
+    end_user_header: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$",
+        description=(
+            "Another header naming the end user (LiteLLM's `user_header_name`), read after x-litellm-customer-id "
+            "and x-litellm-end-user-id and before the body's `user`."
+        ),
+    )
+
     model_access_groups: dict[GroupMember, Annotated[list[GroupMember], Field(min_length=1)]] = Field(
         default_factory=dict,
         description=(
@@ -59,6 +74,14 @@ class VirtualKeysConfig(BaseModel):
             "these model names or `prefix/*` patterns. Groups do not nest."
         ),
     )
+
+    @field_validator("end_user_header")
+    @classmethod
+    def _not_a_credential_header(cls, value: str | None) -> str | None:
+        # The end user id lands in identities, logs and the ledger: a credential header would put the key there.
+        if value is not None and value.lower().encode() in CREDENTIAL_HEADERS:
+            raise ValueError(f"{value!r} carries credentials; name another header for the end user")
+        return value
 
     @field_validator("model_access_groups")
     @classmethod

@@ -79,7 +79,9 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         self._end_user_key = f"authcore_virtual_keys:{name}:end_user"
         self._access_groups = config.access_groups()
         self._admin = AdminApi(self, self._access_groups)
-        self._end_users = EndUserCheck(end_user_cache, validate=config.validate_end_users)
+        self._end_users = EndUserCheck(
+            end_user_cache, validate=config.validate_end_users, header=config.end_user_header
+        )
         self._master_identity = Identity(
             auth_method="master_key", role="proxy_admin", key_id=MASTER_KEY_ID, plugin=self.name
         )

@@ -10,10 +10,12 @@ import httpx
 import pytest
 from authcore_virtual_keys import VirtualKeysPlugin
 from authcore_virtual_keys.cache import SnapshotCache
+from authcore_virtual_keys.config import VirtualKeysConfig
 from authcore_virtual_keys.end_users import DEFAULT_MODEL_FIELD, REGION_FIELD, EndUserCache, EndUserRecord
 from authcore_virtual_keys.invalidation import ALL, Change
 from authcore_virtual_keys.records import KeySnapshot, snapshot_from_row
 from authcore_virtual_keys.tables import end_users
+from pydantic import ValidationError
 from sqlalchemy import delete
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -218,7 +220,9 @@ async def test_an_end_user_change_drops_only_that_end_user() -> None:
 
 async def identity_echo(request: Request) -> JSONResponse:
     identity = request.scope["authcore"].identity
-    return JSONResponse({"metadata": dict(identity.metadata), "identity": identity.summary()})
+    return JSONResponse(
+        {"metadata": dict(identity.metadata), "identity": identity.summary(), "end_user_id": identity.end_user_id}
+    )
 
 
 @contextlib.asynccontextmanager
@@ -321,3 +325,31 @@ async def test_org_and_customer_changes_on_one_replica_apply_on_the_other_within
         await seconds_until(200, lambda: b.chat(key), REVOCATION_BOUND_S)
         await ok(await a.admin("/customer/block", {"user_ids": ["c1"]}))
         await seconds_until(403, lambda: b.chat(key, user="c1"), REVOCATION_BOUND_S)
+
+
+async def test_a_configured_end_user_header_names_the_end_user_after_the_standard_ones(database_url: str) -> None:
+    async with metadata_gateway(database_url, end_user_header="X-Customer") as gw:
+        key = (await gw.generate())["key"]
+        await ok(await gw.admin("/customer/new", {"user_id": "blocked-c", "blocked": True}))
+
+        async def named(headers: dict[str, str], **body: Any) -> httpx.Response:
+            return await gw.client.post(
+                "/v1/chat/completions",
+                json={"messages": [], **body},
+                headers={"authorization": f"Bearer {key}", **headers},
+            )
+
+        assert (await ok(await named({"x-customer": "c-h"})))["end_user_id"] == "c-h"
+        # The standard headers come first, then the configured one, then the body's `user`.
+        both = await named({"x-customer": "c-h", "x-litellm-end-user-id": "c-std"}, user="c-body")
+        assert (await ok(both))["end_user_id"] == "c-std"
+        assert (await ok(await named({"x-customer": "c-h"}, user="c-body")))["end_user_id"] == "c-h"
+        assert (await ok(await named({}, user="c-body")))["end_user_id"] == "c-body"
+        # An end user named by the configured header is judged like any other.
+        assert (await named({"x-customer": "blocked-c"})).status_code == 403
+
+
+def test_a_credential_header_cannot_be_the_end_user_header() -> None:
+    for name in ("Authorization", "x-api-key", "not a header"):
+        with pytest.raises(ValidationError):
+            VirtualKeysConfig.model_validate(plugin_config(end_user_header=name))
