@@ -39,7 +39,15 @@ async def echo(request: Request) -> JSONResponse:
     """The upstream stand-in: answers with the identity the middleware attached."""
     result = request.scope["authcore"]
     identity = result.identity
-    return JSONResponse({"identity": identity.summary(), "models": identity.models, "trace": result.trace.to_dict()})
+    return JSONResponse(
+        {
+            "identity": identity.summary(),
+            "models": identity.models,
+            "metadata": dict(identity.metadata),
+            "end_user_id": identity.end_user_id,
+            "trace": result.trace.to_dict(),
+        }
+    )
 
 
 @dataclass

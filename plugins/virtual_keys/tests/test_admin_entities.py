@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-from authcore_virtual_keys import VirtualKeysPlugin
 from authcore_virtual_keys.tables import end_users, keys, organizations, projects
 from sqlalchemy import select
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.routing import Route
 
-from authcore.config import parse_config
-from authcore.credentials import HeaderCredentials
-from authcore.lifespan import authcore_lifespan
-from authcore.loader import mapping_resolver
-from authcore.middleware import AuthcoreMiddleware
-from authcore.resources import Resources
-
-from .conftest import INSTANCE, MASTER_KEY, Gateway, echo, plugin_config
+from .conftest import MASTER_KEY, Gateway, open_gateway
 
 
 async def entity_rows(gw: Gateway) -> dict[str, list[dict[str, Any]]]:
@@ -281,32 +267,10 @@ async def test_entity_routes_are_for_admins_only(gw: Gateway) -> None:
 # -- the end-user check ------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def end_user_gateway(database_url: str, **overrides: Any) -> AsyncIterator[Gateway]:
-    config = parse_config(
-        {
-            "plugins": {INSTANCE: {"use": "virtual_keys", "config": plugin_config(**overrides)}},
-            "storage": {"database_url": database_url},
-        }
-    )
-    resources = Resources(database_url)
-    resolve = mapping_resolver({"virtual_keys": VirtualKeysPlugin, "headers": HeaderCredentials})
-    app = Starlette(
-        routes=[Route("/v1/chat/completions", echo, methods=["POST"])],
-        middleware=[Middleware(AuthcoreMiddleware)],
-        lifespan=authcore_lifespan(config, resolve=resolve, resources=resources),
-    )
-    try:
-        async with app.router.lifespan_context(app):
-            plugin = next(each for each in app.state.authcore_runner.instances if each.name == INSTANCE)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
-                yield Gateway(client, resources, plugin)
-    finally:
-        await resources.aclose()
 
 
 async def test_blocked_customer_is_403_by_body_and_by_header(database_url: str) -> None:
-    async with end_user_gateway(database_url) as gw:
+    async with open_gateway(database_url) as gw:
         key = await gw.generate()
         await gw.admin("/customer/new", {"user_id": "c1", "blocked": True})
         await gw.admin("/customer/new", {"user_id": "c2"})
@@ -326,7 +290,7 @@ async def test_blocked_customer_is_403_by_body_and_by_header(database_url: str) 
 
 
 async def test_blocked_customer_is_403_even_with_the_master_key(database_url: str) -> None:
-    async with end_user_gateway(database_url) as gw:
+    async with open_gateway(database_url) as gw:
         await gw.admin("/customer/new", {"user_id": "c1", "blocked": True})
         denied = await gw.chat(MASTER_KEY, user="c1")
         assert denied.status_code == 403
@@ -335,7 +299,7 @@ async def test_blocked_customer_is_403_even_with_the_master_key(database_url: st
 
 
 async def test_unblocking_a_customer_applies_to_the_next_request(database_url: str) -> None:
-    async with end_user_gateway(database_url) as gw:
+    async with open_gateway(database_url) as gw:
         key = await gw.generate()
         await gw.admin("/customer/new", {"user_id": "c1"})
         assert (await gw.chat(key["key"], user="c1")).status_code == 200
@@ -349,7 +313,7 @@ async def test_unblocking_a_customer_applies_to_the_next_request(database_url: s
 
 @pytest.mark.parametrize("validate", [False, True])
 async def test_unknown_customer_passes_unless_validation_is_on(database_url: str, validate: bool) -> None:
-    async with end_user_gateway(database_url, validate_end_users=validate) as gw:
+    async with open_gateway(database_url, validate_end_users=validate) as gw:
         key = await gw.generate()
 
         unknown = await gw.chat(key["key"], user="stranger")
@@ -360,7 +324,7 @@ async def test_unknown_customer_passes_unless_validation_is_on(database_url: str
 
 
 async def test_end_user_that_is_not_a_string_is_400(database_url: str) -> None:
-    async with end_user_gateway(database_url) as gw:
+    async with open_gateway(database_url) as gw:
         key = await gw.generate()
 
         assert (await gw.chat(key["key"], user={"id": "c1"})).status_code == 400

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from authcore_virtual_keys import VirtualKeysPlugin
 from authcore_virtual_keys.cache import SnapshotCache
 from authcore_virtual_keys.config import VirtualKeysConfig
 from authcore_virtual_keys.end_users import DEFAULT_MODEL_FIELD, REGION_FIELD, EndUserCache, EndUserRecord
@@ -17,20 +14,8 @@ from authcore_virtual_keys.records import KeySnapshot, snapshot_from_row
 from authcore_virtual_keys.tables import end_users
 from pydantic import ValidationError
 from sqlalchemy import delete
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from authcore.config import parse_config
-from authcore.credentials import HeaderCredentials
-from authcore.lifespan import authcore_lifespan
-from authcore.loader import mapping_resolver
-from authcore.middleware import AuthcoreMiddleware
-from authcore.resources import Resources
-
-from .conftest import INSTANCE, REVOCATION_BOUND_S, Gateway, Replica, plugin_config, seconds_until, warm
+from .conftest import REVOCATION_BOUND_S, Gateway, Replica, open_gateway, plugin_config, seconds_until, warm
 
 
 async def ok(response: httpx.Response) -> dict[str, Any]:
@@ -218,39 +203,10 @@ async def test_an_end_user_change_drops_only_that_end_user() -> None:
 # -- end users on requests ----------------------------------------------------
 
 
-async def identity_echo(request: Request) -> JSONResponse:
-    identity = request.scope["authcore"].identity
-    return JSONResponse(
-        {"metadata": dict(identity.metadata), "identity": identity.summary(), "end_user_id": identity.end_user_id}
-    )
-
-
-@contextlib.asynccontextmanager
-async def metadata_gateway(database_url: str, **overrides: Any) -> AsyncIterator[Gateway]:
-    config = parse_config(
-        {
-            "plugins": {INSTANCE: {"use": "virtual_keys", "config": plugin_config(**overrides)}},
-            "storage": {"database_url": database_url},
-        }
-    )
-    resources = Resources(database_url)
-    resolve = mapping_resolver({"virtual_keys": VirtualKeysPlugin, "headers": HeaderCredentials})
-    app = Starlette(
-        routes=[Route("/v1/chat/completions", identity_echo, methods=["POST"])],
-        middleware=[Middleware(AuthcoreMiddleware)],
-        lifespan=authcore_lifespan(config, resolve=resolve, resources=resources),
-    )
-    try:
-        async with app.router.lifespan_context(app):
-            plugin = next(each for each in app.state.authcore_runner.instances if each.name == INSTANCE)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
-                yield Gateway(client, resources, plugin)
-    finally:
-        await resources.aclose()
 
 
 async def test_an_end_users_default_model_and_region_reach_the_gateway_in_the_identity(database_url: str) -> None:
-    async with metadata_gateway(database_url) as gw:
+    async with open_gateway(database_url) as gw:
         key = await gw.generate(metadata={"team": "web"})
         await ok(
             await gw.admin("/customer/new", {"user_id": "c1", "default_model": "gpt-4o", "allowed_model_region": "eu"})
@@ -278,7 +234,7 @@ async def test_an_end_users_default_model_and_region_reach_the_gateway_in_the_id
 
 
 async def test_end_user_rows_are_cached_and_admin_changes_apply_at_once(database_url: str) -> None:
-    async with metadata_gateway(database_url) as gw:
+    async with open_gateway(database_url) as gw:
         key = (await gw.generate())["key"]
         await ok(await gw.admin("/customer/new", {"user_id": "c1", "blocked": True}))
         assert (await gw.chat(key, user="c1")).status_code == 403
@@ -296,7 +252,7 @@ async def test_end_user_rows_are_cached_and_admin_changes_apply_at_once(database
 
 
 async def test_an_unknown_end_user_created_later_is_known_at_once(database_url: str) -> None:
-    async with metadata_gateway(database_url, validate_end_users=True) as gw:
+    async with open_gateway(database_url, validate_end_users=True) as gw:
         key = (await gw.generate())["key"]
         assert (await gw.chat(key, user="late")).status_code == 403  # remembered as unknown
 
@@ -328,7 +284,7 @@ async def test_org_and_customer_changes_on_one_replica_apply_on_the_other_within
 
 
 async def test_a_configured_end_user_header_names_the_end_user_after_the_standard_ones(database_url: str) -> None:
-    async with metadata_gateway(database_url, end_user_header="X-Customer") as gw:
+    async with open_gateway(database_url, end_user_header="X-Customer") as gw:
         key = (await gw.generate())["key"]
         await ok(await gw.admin("/customer/new", {"user_id": "blocked-c", "blocked": True}))
 
