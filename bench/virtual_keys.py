@@ -329,23 +329,27 @@ async def profile(args: argparse.Namespace) -> str:
     return out.getvalue()
 
 
+async def measure_cases(cases: list[Case], args: argparse.Namespace, *, quiet: bool = False) -> list[Summary]:
+    """Warm every case up, then `args.runs` rounds over all of them, rotating which goes first."""
+    summaries = {case.name: Summary(case.name, case.description) for case in cases}
+    for case in cases:
+        for _ in range(min(args.warmup, case.iterations)):
+            case.before()
+            await case.step()
+    for run in range(args.runs):
+        shift = run % len(cases)
+        for case in cases[shift:] + cases[:shift]:
+            median, p99 = await _time(case.step, case.before, case.iterations)
+            summaries[case.name].run_medians_us.append(median)
+            summaries[case.name].run_p99s_us.append(p99)
+        if not quiet:
+            print(f"run {run + 1}/{args.runs} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    return list(summaries.values())
+
+
 async def measure(args: argparse.Namespace) -> list[Summary]:
     async with contextlib.AsyncExitStack() as stack:
-        cases = await build_cases(stack, args)
-        summaries = {case.name: Summary(case.name, case.description) for case in cases}
-        for case in cases:
-            for _ in range(min(args.warmup, case.iterations)):
-                case.before()
-                await case.step()
-        for run in range(args.runs):
-            shift = run % len(cases)
-            for case in cases[shift:] + cases[:shift]:
-                median, p99 = await _time(case.step, case.before, case.iterations)
-                summaries[case.name].run_medians_us.append(median)
-                summaries[case.name].run_p99s_us.append(p99)
-            if not args.json:
-                print(f"run {run + 1}/{args.runs} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
-        return list(summaries.values())
+        return await measure_cases(await build_cases(stack, args), args, quiet=args.json)
 
 
 def report(summaries: list[Summary]) -> str:

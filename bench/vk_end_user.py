@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import sys
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,7 +29,7 @@ from starlette.types import Message
 
 from authcore.request import RequestContext
 from bench.timing import Summary
-from bench.virtual_keys import Case, Setup, _time, chat_scope, postgres_database, started
+from bench.virtual_keys import Case, Setup, chat_scope, measure_cases, postgres_database, started
 
 END_USER = "customer-1"
 BODY = json.dumps({"model": "gpt-4o", "user": END_USER, "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -102,20 +100,7 @@ async def build_cases(stack: contextlib.AsyncExitStack, args: argparse.Namespace
 
 async def measure(args: argparse.Namespace) -> list[Summary]:
     async with contextlib.AsyncExitStack() as stack:
-        cases = await build_cases(stack, args)
-        summaries = {case.name: Summary(case.name, case.description) for case in cases}
-        for case in cases:
-            for _ in range(min(args.warmup, case.iterations)):
-                case.before()
-                await case.step()
-        for run in range(args.runs):
-            shift = run % len(cases)
-            for case in cases[shift:] + cases[:shift]:
-                median, p99 = await _time(case.step, case.before, case.iterations)
-                summaries[case.name].run_medians_us.append(median)
-                summaries[case.name].run_p99s_us.append(p99)
-            print(f"run {run + 1}/{args.runs} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
-        return list(summaries.values())
+        return await measure_cases(await build_cases(stack, args), args)
 
 
 def main(argv: list[str] | None = None) -> int:
