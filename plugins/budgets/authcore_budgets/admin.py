@@ -21,7 +21,15 @@ from authcore import AuthcoreError, DependencyFailure, Forbidden, MalformedCrede
 from authcore.responses import error_response
 from authcore_budgets.accounting import CountersNotLoaded
 from authcore_budgets.config import parse_duration
-from authcore_budgets.entities import ENTITIES, NO_LIMIT, BudgetRule, LedgerFilter, limit_micros, limit_rules
+from authcore_budgets.entities import (
+    ENTITIES,
+    NO_LIMIT,
+    BudgetRule,
+    LedgerFilter,
+    entity_columns,
+    limit_micros,
+    limit_rules,
+)
 from authcore_budgets.limits_store import STORED_ENTITIES, StoredBudget
 from authcore_budgets.pricing import to_usd
 from authcore_budgets.ratelimits import RATE_ENTITIES
@@ -32,16 +40,6 @@ if TYPE_CHECKING:
 READ_ROLES = frozenset({"proxy_admin", "proxy_admin_viewer"})
 NO_STORE = {"cache-control": "no-store"}
 _FAILURES = (RedisError, OSError, TimeoutError, SQLAlchemyError, CountersNotLoaded)
-# The ledger column that identifies each entity kind.
-_ENTITY_COLUMNS = {
-    "key": ("key_id",),
-    "team": ("team_id",),
-    "user": ("user_id",),
-    "team_member": ("team_id", "user_id"),
-    "org": ("org_id",),
-    "end_user": ("end_user_id",),
-    "global": (),
-}
 
 
 class SetBudget(BaseModel):
@@ -208,7 +206,8 @@ class AdminApi:
 
     async def _total(self, entity: str, entity_id: str) -> int:
         """All-time ledger spend of the entity, in micro-USD."""
-        return await self._plugin.accountant.ledger.total(LedgerFilter(_columns(entity, entity_id), None, 0, None))
+        everything = LedgerFilter(entity_columns(entity, entity_id), None, 0, None)
+        return await self._plugin.accountant.ledger.total(everything)
 
     async def _budgets(self, entity: str, entity_id: str, extra: Sequence[BudgetRule] = ()) -> list[dict[str, Any]]:
         plugin = self._plugin
@@ -222,7 +221,7 @@ class AdminApi:
                 rules.append(rule)
         if entity == "global" and plugin.global_rule is not None:
             rules.append(plugin.global_rule)
-        columns = dict(_columns(entity, entity_id))
+        columns = dict(entity_columns(entity, entity_id))
         views: list[dict[str, Any]] = []
         accountant = plugin.accountant
         for rule in rules:
@@ -269,12 +268,6 @@ def _headline(budgets: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     if hard:
         return min(hard, key=lambda view: view["remaining"])
     return overall[0] if overall else None
-
-
-def _columns(entity: str, entity_id: str) -> tuple[tuple[str, str], ...]:
-    """The ledger columns naming one entity (`team_member` ids are `team_id/user_id`)."""
-    values = entity_id.split("/", 1) if entity == "team_member" else [entity_id]
-    return tuple(zip(_ENTITY_COLUMNS[entity], values, strict=False))
 
 
 def _invalid(message: str) -> JSONResponse:

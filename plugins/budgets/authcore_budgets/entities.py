@@ -21,7 +21,7 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 """Where budget periods are counted from: fixed ones in whole lengths, monthly ones in calendar months (the 1st)."""
 
 # Identity attribute and ledger column of each entity kind.
-_COLUMNS: Mapping[str, tuple[str, ...]] = {
+ENTITY_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "key": ("key_id",),
     "team": ("team_id",),
     "user": ("user_id",),
@@ -47,10 +47,16 @@ def entity_id_of(kind: str, identity: Identity) -> str | None:
     """The id `identity` has for an entity kind (`team_member` is `team_id/user_id`); `None` when absent."""
     if kind == "global":
         return "global"
-    values = [getattr(identity, column) for column in _COLUMNS[kind]]
+    values = [getattr(identity, column) for column in ENTITY_COLUMNS[kind]]
     if any(value is None or value == "" for value in values):
         return None
     return "/".join(values)
+
+
+def entity_columns(kind: str, entity_id: str) -> tuple[tuple[str, str], ...]:
+    """The ledger columns naming one entity (`team_member` ids are `team_id/user_id`)."""
+    values = entity_id.split("/", 1) if kind == "team_member" else [entity_id]
+    return tuple(zip(ENTITY_COLUMNS[kind], values, strict=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +111,7 @@ def counter_for(rule: BudgetRule, identity_columns: Mapping[str, str], now_ms: i
     Fixed periods are aligned to the Unix epoch; monthly ones are calendar months
     starting on the 1st at 00:00 UTC, so every replica picks the same period.
     """
-    columns = tuple((column, identity_columns[column]) for column in _COLUMNS[rule.entity])
+    columns = tuple((column, identity_columns[column]) for column in ENTITY_COLUMNS[rule.entity])
     duration = rule.duration
     if duration is None:
         start, end, expire = 0, None, 0
