@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -30,24 +29,26 @@ class _Entry:
     spent: int = 0
     reserved: int = 0
     holds: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """request id -> (amount, expires at ms)."""
-    expiries: list[tuple[int, str]] = field(default_factory=list)
-    """Heap of (expires at ms, request id); entries of settled holds are skipped when they surface."""
+    """request id -> (amount, expires at ms), oldest first: with one hold TTL, insertion order is expiry order."""
     late: dict[str, int] = field(default_factory=dict)
     expire_at_ms: int = 0
 
     def hold(self, request_id: str, amount: int, expires: int) -> None:
         self.holds[request_id] = (amount, expires)
         self.reserved += amount
-        heapq.heappush(self.expiries, (expires, request_id))
 
     def drop_expired_holds(self, now: int) -> None:
-        while self.expiries and self.expiries[0][0] <= now:
-            expires, request_id = heapq.heappop(self.expiries)
-            held = self.holds.get(request_id)
-            if held is not None and held[1] == expires:
-                del self.holds[request_id]
-                self.reserved -= held[0]
+        # A settled hold leaves nothing behind (a heap of expiries kept every settled request
+        # for the hold TTL: millions of tuples the garbage collector walked under load).
+        holds = self.holds
+        while holds:
+            request_id = next(iter(holds))
+            amount, expires = holds[request_id]
+            if expires > now:
+                # A hold with a shorter TTL queued behind this one waits for it: held longer, never less.
+                return
+            del holds[request_id]
+            self.reserved -= amount
 
 
 class MemoryStore:
@@ -113,7 +114,7 @@ class MemoryStore:
                 return ReserveOutcome(False, missing=tuple(i for i, e in enumerate(entries) if not e.loaded))
         for index, counter in enumerate(counters):
             entry = entries[index]
-            if entry.expiries and entry.expiries[0][0] <= now:
+            if entry.holds:
                 entry.drop_expired_holds(now)
             if counter.limit != NO_LIMIT and entry.spent + entry.reserved + amount > counter.limit:
                 return ReserveOutcome(False, denied_index=index)
@@ -139,9 +140,12 @@ class MemoryStore:
                 return ReserveOutcome(False, rate_index=index, retry_after_ms=60_000)
             if limit.kind == "parallel":
                 slots = self._slots.setdefault(limit.name, {})
-                for held, expires in list(slots.items()):
-                    if expires <= now_ms:
-                        del slots[held]
+                # Oldest first, as holds: only the expired front is looked at, not every slot.
+                while slots:
+                    held = next(iter(slots))
+                    if slots[held] > now_ms:
+                        break
+                    del slots[held]
                 if len(slots) >= limit.limit:
                     return ReserveOutcome(
                         False, rate_index=index, retry_after_ms=max(1, min(slots.values()) - now_ms + 1)
