@@ -37,6 +37,12 @@ async def finish_with_timeout(coro: Coroutine[Any, Any, T], first: Any, timeout:
     return result
 
 
+async def finish(coro: Coroutine[Any, Any, T], first: Any) -> T:
+    """Finish `coro`, already stepped once (it yielded `first`), with no deadline."""
+    result: T = await _Resumed(coro, first)
+    return result
+
+
 class _Resumed:
     """An awaitable that continues a coroutine already stepped once.
 

@@ -8,6 +8,7 @@ import logging
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authcore.deadline import finish
 from authcore.errors import AuthcoreError, DependencyFailure
 from authcore.principal import AuthcoreUser, auth_credentials
 from authcore.request import RequestContext
@@ -112,8 +113,16 @@ class AuthcoreMiddleware:
             app_returned = True
         finally:
             completed = app_returned if scope["type"] == "websocket" else finished and 0 < status < 400
-            # Shielded: a cancelled request must still settle what it reserved.
-            await asyncio.shield(runner.settle(result, completed=completed))
+            settling = runner.settle(result, completed=completed)
+            try:
+                # An in-process store settles without suspending: nothing to shield, and no Task
+                # (asyncio.shield's Task and futures cost the in-process budgets gateway ~40 % under wrk).
+                first = settling.send(None)
+            except StopIteration:
+                pass
+            else:
+                # Shielded: a cancelled request must still settle what it reserved.
+                await asyncio.shield(finish(settling, first))
 
     async def _deny(
         self, scope: Scope, receive: Receive, send: Send, error: AuthcoreError, result: AuthResult | None

@@ -24,18 +24,30 @@ from tests._runner_helpers import KeyHeader, KeyTable, build_runner, request, st
 LOG: list[str] = []
 
 
+SETTLING = asyncio.Event()
+"""Set when a `slow` hold starts settling (its store round trip)."""
+
+
 class Hold(authcore.Reservation):
-    def __init__(self, owner: str, fail_commit: bool = False) -> None:
+    def __init__(self, owner: str, fail_commit: bool = False, slow: bool = False) -> None:
         self.owner = owner
         self.fail_commit = fail_commit
+        self.slow = slow
         self.headers = {"X-RateLimit-Remaining-Requests": f"9-{owner}"}
 
+    async def _round_trip(self) -> None:
+        if self.slow:
+            SETTLING.set()
+            await asyncio.sleep(0.05)
+
     async def commit(self, usage: authcore.Usage | None) -> None:
+        await self._round_trip()
         LOG.append(f"commit:{self.owner}:{usage.total_tokens if usage else None}")
         if self.fail_commit:
             raise RuntimeError("ledger down")
 
     async def release(self) -> None:
+        await self._round_trip()
         LOG.append(f"release:{self.owner}")
 
 
@@ -50,13 +62,13 @@ def reserve_type(behaviour: str) -> type[Any]:
                 raise RuntimeError("crash")
             if behaviour == "none":
                 return None
-            return Hold(self.name, fail_commit=behaviour == "bad_commit")
+            return Hold(self.name, fail_commit=behaviour == "bad_commit", slow=behaviour == "slow")
 
     return Reserve
 
 
 TYPES: dict[str, Any] = {"key": KeyHeader, "table": KeyTable} | {
-    b: reserve_type(b) for b in ("hold", "deny", "crash", "none", "bad_commit")
+    b: reserve_type(b) for b in ("hold", "deny", "crash", "none", "bad_commit", "slow")
 }
 
 
@@ -255,6 +267,30 @@ async def test_cancelled_request_task_still_releases() -> None:
         await task
     await asyncio.sleep(0.01)  # the shielded settlement finishes
     assert LOG == ["reserve:a", "release:a"]
+
+
+async def test_request_cancelled_while_settling_still_settles() -> None:
+    # The settlement suspends (a store round trip) and the request task is cancelled meanwhile:
+    # the rest of the settlement must still run.
+    LOG.clear()
+    SETTLING.clear()
+    runner = await started(runner_for(("a", "slow")))
+
+    async def receive() -> Message:
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        return None
+
+    task = asyncio.create_task(AuthcoreMiddleware(streamed, runner)(scope_for("2.4"), receive, send))
+    await asyncio.wait_for(SETTLING.wait(), 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert LOG == ["reserve:a"]
+    await asyncio.sleep(0.1)
+    assert LOG == ["reserve:a", "commit:a:1"]
 
 
 async def test_completed_stream_commits_usage() -> None:
