@@ -121,8 +121,12 @@ class AuthcoreMiddleware:
             except StopIteration:
                 pass
             else:
-                # Shielded: a cancelled request must still settle what it reserved.
-                await asyncio.shield(finish(settling, first))
+                if runner.settles_cancel_safe(result):
+                    # Its holds finish their work even if this task is cancelled: no Task needed.
+                    await finish(settling, first)
+                else:
+                    # Shielded: a cancelled request must still settle what it reserved.
+                    await asyncio.shield(finish(settling, first))
 
     async def _deny(
         self, scope: Scope, receive: Receive, send: Send, error: AuthcoreError, result: AuthResult | None

@@ -110,6 +110,10 @@ class Reservation(abc.ABC):
     """Set by the runner to the instance that made the hold."""
     headers: Mapping[str, str] = _EMPTY
     """Headers added to the response of an allowed request (e.g. `x-ratelimit-remaining-requests`)."""
+    cancel_safe: bool = False
+    """True when cancelling `commit` or `release` part-way loses nothing: each has done its work, or handed
+    it on (a command already queued to its store, the charge already recorded), before it first suspends.
+    The middleware then awaits settlement directly; otherwise it shields it in a task of its own."""
 
     @abc.abstractmethod
     async def commit(self, usage: Usage | None) -> None:

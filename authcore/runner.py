@@ -424,6 +424,10 @@ class Runner:
             if trace is not None:
                 trace.add("settle", held.plugin, outcome, reason, perf_counter_ns() - start)
 
+    def settles_cancel_safe(self, result: AuthResult) -> bool:
+        """Whether cancelling `settle(result)` part-way loses nothing (no observer, every hold `cancel_safe`)."""
+        return not self._observers and all(held.cancel_safe for held in result.reservations)
+
     async def settle(self, result: AuthResult, *, completed: bool) -> None:
         """Commit `result.usage` to every reservation if the response completed, else release them. Once."""
         if result.settled or not result.reservations:

@@ -24,8 +24,8 @@ from tests._runner_helpers import KeyHeader, KeyTable, build_runner, request, st
 LOG: list[str] = []
 
 
-SETTLING = asyncio.Event()
-"""Set when a `slow` hold starts settling (its store round trip)."""
+SETTLING: asyncio.Event
+"""Set when a `slow` hold starts settling (its store round trip); each test that waits for it makes a new one."""
 
 
 class Hold(authcore.Reservation):
@@ -272,8 +272,9 @@ async def test_cancelled_request_task_still_releases() -> None:
 async def test_request_cancelled_while_settling_still_settles() -> None:
     # The settlement suspends (a store round trip) and the request task is cancelled meanwhile:
     # the rest of the settlement must still run.
+    global SETTLING
     LOG.clear()
-    SETTLING.clear()
+    SETTLING = asyncio.Event()
     runner = await started(runner_for(("a", "slow")))
 
     async def receive() -> Message:
@@ -291,6 +292,42 @@ async def test_request_cancelled_while_settling_still_settles() -> None:
     assert LOG == ["reserve:a"]
     await asyncio.sleep(0.1)
     assert LOG == ["reserve:a", "commit:a:1"]
+
+
+@pytest.mark.parametrize("cancel_safe", [False, True])
+async def test_only_holds_not_cancel_safe_settle_in_a_task_of_their_own(cancel_safe: bool) -> None:
+    global SETTLING
+    LOG.clear()
+    SETTLING = asyncio.Event()
+    runner = await started(runner_for(("a", "slow")))
+    tasks_while_settling: list[int] = []
+
+    async def receive() -> Message:
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        return None
+
+    async def watch() -> None:
+        await SETTLING.wait()
+        tasks_while_settling.append(len(asyncio.all_tasks()))
+
+    original = runner.authenticate
+
+    async def authenticate(request: authcore.RequestContext) -> Any:
+        result = await original(request)
+        for held in result.reservations:
+            held.cancel_safe = cancel_safe  # type: ignore[misc]
+        return result
+
+    runner.authenticate = authenticate  # type: ignore[method-assign]
+    watcher = asyncio.create_task(watch())
+    await AuthcoreMiddleware(streamed, runner)(scope_for("2.4"), receive, send)
+    await watcher
+    assert LOG == ["reserve:a", "commit:a:1"]
+    # This test's task and the watcher, plus the shield's task when the hold is not cancel-safe.
+    assert tasks_while_settling == [2 if cancel_safe else 3]
 
 
 async def test_completed_stream_commits_usage() -> None:

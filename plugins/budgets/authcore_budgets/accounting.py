@@ -163,6 +163,11 @@ class BudgetReservation(Reservation):
         self.settled = False
         self.headers: Mapping[str, str] = _NO_HEADERS
 
+    @property
+    def cancel_safe(self) -> bool:  # type: ignore[override]
+        # A cancelled store settlement still reaches the store, and `Accountant.commit` still queues the charge.
+        return self.accountant.store.cancel_safe
+
     async def commit(self, usage: Usage | None) -> None:
         if self.settled:
             return

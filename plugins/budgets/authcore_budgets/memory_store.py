@@ -55,6 +55,7 @@ class MemoryStore:
     """The embedded default's store. Only correct when one process owns the counters (see `worker_lock`)."""
 
     kind = "memory"
+    cancel_safe = True  # it never suspends
 
     def __init__(self, *, done_ttl_ms: int, clock: Callable[[], int] = _wall_ms) -> None:
         self._entries: dict[str, _Entry] = {}

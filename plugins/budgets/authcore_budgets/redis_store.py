@@ -91,6 +91,8 @@ class RedisStore:
         pool = client.connection_pool
         supported = ScriptConnection.supports(pool.connection_class, pool.connection_kwargs)
         self._lean = ScriptConnection(pool.connection_kwargs) if lean and supported else None
+        self.cancel_safe = self._lean is not None
+        """The lean connection queues a command before it waits (connecting included); redis-py may not send it."""
         self._reserve_parts: dict[tuple[int, int, int], tuple[object, object, bytes, int]] = {}
         self._settle_parts: dict[tuple[int, int], tuple[object, object, bytes, bytes, int]] = {}
 

@@ -241,8 +241,14 @@ class ScriptConnection:
         if protocol is None or protocol.lost is not None:
             if protocol is not None:
                 self._protocol = self._connecting = None
-            async with asyncio.timeout(timeout_s):
-                protocol = await self._ready()
+            # Connected and sent by a task of its own: a caller cancelled while connecting still gets
+            # its command sent, as it would have been once queued on a live connection.
+            return await asyncio.shield(self._connect_and_send(command, timeout_s))
+        return await protocol.send(command, timeout_s)
+
+    async def _connect_and_send(self, command: bytes, timeout_s: float | None) -> Any:
+        async with asyncio.timeout(timeout_s):
+            protocol = await self._ready()
         return await protocol.send(command, timeout_s)
 
     async def aclose(self) -> None:

@@ -41,6 +41,8 @@ class CounterState:
 
 class CounterStore(Protocol):
     kind: str
+    cancel_safe: bool
+    """`settle` has sent its change before it first suspends: a cancelled caller loses nothing."""
 
     async def reserve(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from authcore_budgets.accounting import BudgetReservation
 from authcore_budgets.tables import ledger as ledger_table
 from budget_helpers import NICKEL_TOKENS, RunnerFactory, budgets_of
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -115,6 +116,38 @@ async def test_missing_usage_charges_the_reserved_maximum(runner: Runner) -> Non
         assert await key_state(client) == (0.05, 0.0)
 
 
+async def test_request_cancelled_while_settling_still_settles_and_records_the_charge(runner: Runner) -> None:
+    # The request task is cancelled as soon as the response is out: on Redis that lands while the
+    # settlement waits for its reply (awaited in the task itself, no shield), in process after it.
+    middleware = AuthcoreMiddleware(gateway(runner), runner=runner)
+    payload = json.dumps({"model": "m5c", "max_tokens": NICKEL_TOKENS, "used": 400}).encode()
+    task: asyncio.Task[None] | None = None
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body") and task is not None:
+            asyncio.get_running_loop().call_soon(task.cancel)
+
+    task = asyncio.create_task(middleware(_scope(), receive, send))
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    async with app_client(runner) as client:
+        assert await key_state(client) == (0.02, 0.0)
+    ledger = budgets_of(runner).accountant.ledger
+    await ledger.flush()
+    async with ledger._engine.connect() as connection:
+        amounts = (await connection.execute(select(ledger_table.c.amount_micros))).scalars().all()
+    assert amounts == [20_000]
+
+
 async def test_client_disconnect_mid_stream_releases_the_hold(runner: Runner) -> None:
     middleware = AuthcoreMiddleware(gateway(runner), runner=runner)
     payload = json.dumps({"model": "m5c", "max_tokens": NICKEL_TOKENS, "mode": "stream"}).encode()
@@ -135,22 +168,7 @@ async def test_client_disconnect_mid_stream_releases_the_hold(runner: Runner) ->
         if message["type"] == "http.response.body" and message.get("body"):
             first_chunk.set()
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"authorization", b"Bearer tok"), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-        "state": {},
-    }
-    await middleware(scope, receive, send)
+    await middleware(_scope(), receive, send)
     assert sent[0]["type"] == "http.response.start"
     assert sent[0]["status"] == 200
     assert not any(m["type"] == "http.response.body" and m.get("body") == b"data: [DONE]\n\n" for m in sent)
@@ -170,6 +188,25 @@ async def test_settlement_is_idempotent_by_request_id(runner: Runner) -> None:
     async with app_client(runner) as client:
         assert await key_state(client) == (0.02, 0.0)
     assert await accountant.ledger.total(held.counters[0].ledger) == 20_000
+
+
+def _scope() -> dict[str, Any]:
+    """`POST /v1/chat/completions` with the test key, as a server would pass it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"authorization", b"Bearer tok"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "state": {},
+    }
 
 
 def _chat() -> Any:
