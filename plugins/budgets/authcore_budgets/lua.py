@@ -119,7 +119,7 @@ rate limit, ms until it has room} (1-based indexes).
 
 SETTLE = """
 local n = tonumber(ARGV[1])
--- Only budgeted settlements leave a marker (rate limits alone keep no per-request state for a day).
+-- Only budgeted settlements leave a marker (rate limits alone keep no per-request state).
 if n > 0 and not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', ARGV[2]) then return {-2} end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])

@@ -64,8 +64,12 @@ STORE_FAILURES = (
     LedgerBacklog,
 )
 """What makes the counters unknowable for a request: it is then refused (503), or admitted with `fail_open`."""
-DONE_MARKER_S = 86_400
-"""How long a settled request id is remembered, so a repeated settlement changes nothing."""
+DONE_MARKER_HOLDS = 2
+"""A settled request id is remembered for this many hold TTLs, so a repeated settlement changes nothing.
+
+Request ids are unique per process run, so a repeat can only be a retry of a settlement in flight: a
+longer memory would only cost space (a day of markers was gigabytes of Redis at a few thousand
+requests per second)."""
 STARTUP_TIMEOUT_S = 5.0
 """Longest wait for Redis at start-up (the eviction check and SCRIPT LOAD)."""
 UNKNOWN_RESET_S = 60
@@ -89,6 +93,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         self.now_ms = _wall_ms
         """The clock that picks budget periods; tests may replace it."""
         self._grace_ms = int(max(config.hold_ttl_s, 3600) * 1000)
+        self._done_ttl_ms = int(DONE_MARKER_HOLDS * config.hold_ttl_s * 1000)
         self._accountant: Accountant | None = None
         self._limits: LimitsStore | None = None
         self._lock: WorkerLock | None = None
@@ -147,7 +152,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
                 dedicated_client(shared),
                 resources.redis_prefix,
                 timeout_s=self.config.store_timeout_s,
-                done_ttl_ms=DONE_MARKER_S * 1000,
+                done_ttl_ms=self._done_ttl_ms,
             )
             try:
                 await store.prepare(timeout_s=STARTUP_TIMEOUT_S)
@@ -160,7 +165,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
                 lock = WorkerLock(path)
                 lock.acquire()
                 self._lock = lock
-            store = MemoryStore(done_ttl_ms=DONE_MARKER_S * 1000, clock=lambda: self.now_ms())
+            store = MemoryStore(done_ttl_ms=self._done_ttl_ms, clock=lambda: self.now_ms())
         if self.config.fail_open:
             logger.warning(
                 "budgets %r: fail_open is set; requests are admitted unbudgeted when %s fails", self.name, store.kind

@@ -182,3 +182,20 @@ async def test_scripts_unknown_to_the_server_are_loaded_again(
         assert unknown not in (store._shas[lua.RESERVE], store._shas[lua.SETTLE])
         # Both charges reached the counter: two more $0.05 requests fill the $0.20 budget.
         assert [await spend(runner), await spend(runner), await spend(runner)] == [200, 200, 429]
+
+
+async def test_settled_markers_expire_with_the_hold_ttl_not_after_a_day(
+    database: str, authcore_redis_url: str, authcore_redis_prefix: str
+) -> None:
+    from redis.asyncio import Redis
+
+    async with runner_on(Resources(database, authcore_redis_url, authcore_redis_prefix), hold_ttl_s=30) as runner:
+        assert await spend(runner) == 200
+    client = Redis.from_url(authcore_redis_url)
+    try:
+        markers = [key async for key in client.scan_iter(match=f"{authcore_redis_prefix}budgets:done:*")]
+        assert len(markers) == 1
+        # One marker per settled request: kept for two hold TTLs, enough for any retry of it.
+        assert 50_000 < await client.pttl(markers[0]) <= 60_000
+    finally:
+        await client.aclose()
