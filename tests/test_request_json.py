@@ -30,6 +30,11 @@ def receiver(raw: bytes):  # type: ignore[no-untyped-def]
         pytest.param(b"\xef\xbb\xbf" + json.dumps(BODY).encode("utf-8"), id="utf-8-bom"),
         pytest.param(json.dumps(BODY).encode("utf-16"), id="utf-16"),
         pytest.param(json.dumps(BODY).encode("utf-32-le"), id="utf-32-le"),
+        pytest.param(b" \r\n\t" + json.dumps(BODY).encode() + b"\n ", id="surrounding-whitespace"),
+        pytest.param(b'{"model": "forbidden-model", "model": "forbidden-model", "n": 1e400}', id="duplicate-key-huge"),
+        pytest.param(
+            b'{"model": "forbidden-model", "x": NaN, "y": -Infinity, "z": "\\ud800"}', id="nan-and-lone-surrogate"
+        ),
     ],
 )
 async def test_json_matches_what_the_app_parses(raw: bytes) -> None:
@@ -37,3 +42,22 @@ async def test_json_matches_what_the_app_parses(raw: bytes) -> None:
     plugin_view = await RequestContext(scope(), receiver(raw)).json()
     assert plugin_view == app_view
     assert await RequestContext(scope(), receiver(raw)).requested_models() == ("forbidden-model",)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b'{"model": "forbidden-model"} {"model": "allowed"}', id="extra-data"),
+        pytest.param(b'{"model": "forbidden-model"', id="truncated"),
+        pytest.param(b"\x0b" + json.dumps(BODY).encode(), id="not-json-whitespace"),
+        pytest.param(b'{"model": "forbidden-model"}\x00', id="trailing-nul"),
+        pytest.param(b"\xff\xfe{", id="bad-utf-16"),
+        pytest.param(b"{\xff}", id="bad-utf-8"),
+        pytest.param(b"{", id="one-brace"),
+    ],
+)
+async def test_what_json_loads_refuses_is_no_json(raw: bytes) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - UnicodeDecodeError is one too
+        json.loads(raw)
+    assert await RequestContext(scope(), receiver(raw)).json() is None
+    assert await RequestContext(scope(), receiver(raw)).requested_models() == ()
