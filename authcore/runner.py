@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from authcore import hookspecs
 from authcore.config import AuthcoreConfig
-from authcore.deadline import await_with_timeout, finish_with_timeout
+from authcore.deadline import Deadlines, await_with_timeout, finish_with_timeout
 from authcore.describe import EntityDescriber
 from authcore.errors import (
     AuthcoreError,
@@ -60,7 +60,7 @@ _PASS_THROUGH = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, Generato
 class HookCall:
     """One instance's implementation of one hook, ready to call with the hook's full arguments."""
 
-    __slots__ = ("_picks", "blocking", "function", "is_async", "name", "plugin", "timeout")
+    __slots__ = ("_picks", "blocking", "deadlines", "function", "is_async", "name", "plugin", "timeout")
 
     def __init__(
         self,
@@ -76,6 +76,7 @@ class HookCall:
         self.is_async = asyncio.iscoroutinefunction(function)
         self.blocking = type(plugin).blocking and not self.is_async
         self.timeout = timeout
+        self.deadlines = Deadlines(timeout)
         spec = HOOK_ARGS[hook]
         # None when the implementation takes every argument in spec order (the common case).
         self._picks: tuple[int, ...] | None = (
@@ -92,7 +93,7 @@ class HookCall:
         if self._picks is not None:
             args = self.pick(args)
         if self.is_async:
-            return await await_with_timeout(self.function(*args), self.timeout)
+            return await await_with_timeout(self.function(*args), self.deadlines)
         if self.blocking:
             return await asyncio.wait_for(asyncio.to_thread(self.function, *args), self.timeout)
         return self.function(*args)
@@ -380,7 +381,7 @@ class Runner:
                     result = done.value
                 else:
                     # It suspended: only now is a timer worth arming.
-                    result = await finish_with_timeout(coro, first, call.timeout)
+                    result = await finish_with_timeout(coro, first, call.deadlines)
             elif call.blocking:
                 result = await asyncio.wait_for(asyncio.to_thread(call.function, *args), call.timeout)
             else:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from authcore.deadline import await_with_timeout
+from authcore.deadline import Deadlines, await_with_timeout
 
 
 async def immediate() -> str:
@@ -87,3 +87,50 @@ async def test_many_concurrent_calls_each_get_their_own_result() -> None:
 
     results = await asyncio.gather(*(await_with_timeout(echo(i), 1.0) for i in range(50)))
     assert results == list(range(50))
+
+
+async def test_calls_sharing_one_timeout_each_meet_their_own_deadline() -> None:
+    deadlines = Deadlines(0.05)
+
+    async def one(index: int) -> str:
+        try:
+            return await await_with_timeout(waits(0.005 if index % 2 else 5), deadlines)
+        except TimeoutError:
+            return "timeout"
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(i) for i in range(20)))
+    assert results == ["timeout" if i % 2 == 0 else "late" for i in range(20)]
+    assert time.perf_counter() - started < 0.5
+
+
+async def test_a_deadline_armed_after_finished_ones_still_expires_on_time() -> None:
+    deadlines = Deadlines(0.05)
+    assert await await_with_timeout(waits(0.001), deadlines) == "late"
+    await asyncio.sleep(0.03)
+    started = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        await await_with_timeout(waits(5), deadlines)
+    # Its own 50 ms, not what was left of the first call's.
+    assert 0.04 <= time.perf_counter() - started < 0.5
+
+
+async def test_a_timed_out_task_carries_no_cancellation_into_its_next_await() -> None:
+    deadlines = Deadlines(0.02)
+    with pytest.raises(TimeoutError):
+        await await_with_timeout(waits(5), deadlines)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    assert await waits(0.01) == "late"
+
+
+async def test_outer_cancellation_under_a_shared_deadline_still_cancels() -> None:
+    deadlines = Deadlines(10)
+    task = asyncio.create_task(await_with_timeout(waits(5), deadlines))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The same deadlines still serve later calls.
+    assert await await_with_timeout(waits(0.001), deadlines) == "late"
