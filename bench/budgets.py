@@ -40,7 +40,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -101,11 +101,16 @@ class FixedIdentity(Plugin[_FixedConfig]):
 
     Config = _FixedConfig
 
+    def __init__(self, name: str, config: _FixedConfig) -> None:
+        super().__init__(name, config)
+        # Attributed to this instance already, as a real plugin's identities are (else the runner copies it).
+        self.identity = replace(IDENTITY_RATES if config.rates else IDENTITY, plugin=name)
+
     @hookimpl
     async def custom_auth(self, request: RequestContext) -> Identity:
         if self.config.reads_models:
             await request.requested_models()
-        return IDENTITY_RATES if self.config.rates else IDENTITY
+        return self.identity
 
 
 async def _chat(request: Request) -> JSONResponse:
