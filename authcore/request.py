@@ -144,8 +144,12 @@ class RequestContext:
                 size += len(chunk)
                 if size > self._max_body:
                     raise PayloadTooLarge()
-                chunks.append(chunk)
                 more = message.get("more_body", False)
+                if not more and not chunks:
+                    # The whole body in one message, as servers send small ones: no copy.
+                    self._body = chunk
+                    return chunk
+                chunks.append(chunk)
             self._body = b"".join(chunks)
         return self._body
 

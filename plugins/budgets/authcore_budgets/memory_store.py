@@ -72,10 +72,7 @@ class MemoryStore:
             entry = self._entries[counter.name] = _Entry(expire_at_ms=counter.expire_at_ms)
         return entry
 
-    def _tick(self, now: int) -> None:
-        self._operations += 1
-        if self._operations % SWEEP_EVERY:
-            return
+    def _sweep(self, now: int) -> None:
         for name, entry in list(self._entries.items()):
             if entry.expire_at_ms and entry.expire_at_ms <= now:
                 del self._entries[name]
@@ -96,7 +93,9 @@ class MemoryStore:
         rates: Sequence[RateLimit] = (),
     ) -> ReserveOutcome:
         now = self._clock()
-        self._tick(now)
+        self._operations += 1
+        if not self._operations % SWEEP_EVERY:
+            self._sweep(now)
         left: list[int] = []
         tats: dict[str, float] = {}
         if rates:
@@ -105,19 +104,20 @@ class MemoryStore:
                 return refused
         known = self._entries
         entries: list[_Entry] = []
+        loaded = True
         for counter in counters:
             entry = known.get(counter.name)
             if entry is None or (entry.expire_at_ms and entry.expire_at_ms <= now):
                 entry = self._entry(counter, now)
+            loaded = loaded and entry.loaded
             entries.append(entry)
-        for entry in entries:
-            if not entry.loaded:
-                return ReserveOutcome(False, missing=tuple(i for i, e in enumerate(entries) if not e.loaded))
-        for index, counter in enumerate(counters):
-            entry = entries[index]
+        if not loaded:
+            return ReserveOutcome(False, missing=tuple(i for i, e in enumerate(entries) if not e.loaded))
+        for index, entry in enumerate(entries):
             if entry.holds:
                 entry.drop_expired_holds(now)
-            if counter.limit != NO_LIMIT and entry.spent + entry.reserved + amount > counter.limit:
+            limit = counters[index].limit
+            if limit != NO_LIMIT and entry.spent + entry.reserved + amount > limit:
                 return ReserveOutcome(False, denied_index=index)
         expires = now + hold_ms
         for entry in entries:

@@ -279,9 +279,9 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
     async def _price(self, request: RequestContext, models: Sequence[str], plan: Plan) -> tuple[int, str, int] | None:
         """(amount, model, token bound) to charge: `None` for a free request, or an unpriced one nothing budgets."""
         pricer = self.pricer
-        body = await request.json()
-        prompt = pricer.prompt_tokens(len(await request.body()))
-        output = pricer.max_output_tokens(body)
+        raw = await request.body()
+        prompt = pricer.prompt_tokens(len(raw))
+        output = pricer.max_output_tokens(await request.json() if raw else None)
         priced: list[tuple[int, str]] = []
         for model in models:
             try:
