@@ -7,6 +7,8 @@ the settlement (`await runner.settle(result, completed=True)` with a `Usage`)
 separately, and counts the Redis commands and SQL statements of each phase. One
 raw `EVALSHA` of a trivial script on the same client is timed in the same run:
 the Redis target is stated relative to it (`evalsha`: through redis-py;
+`evalsha_reserve`: through redis-py, the baselines' check-and-reserve script
+(GET, compare, INCRBY) that "one Redis EVALSHA round trip" was measured with;
 `evalsha_lean`: pre-encoded on the store's own pipelined connection, which its
 two request-path scripts use). `none_models` / `memory_models`: the identity plugin
 reads the body's model first, as virtual_keys' model check does in a gateway, so
@@ -86,6 +88,14 @@ BODY: dict[str, Any] = {"model": "bench-model", "messages": [{"role": "user", "c
 USAGE = Usage(model="bench-model", prompt_tokens=8, completion_tokens=8)
 PRICES = {"bench-model": {"input_per_1m_tokens": 1, "output_per_1m_tokens": 2}}
 TRIVIAL_SCRIPT = "return 1"
+CHECK_AND_RESERVE_SCRIPT = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+if spent + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+return 1
+"""
+"""The reference of `../shared/reference/performance_baselines.md` ("EVALSHA check-and-reserve Lua: GET,
+compare, INCRBYFLOAT"), with integers: the one-round-trip budget check the issue's 1.3x is stated against."""
 
 
 class _FixedConfig(BaseModel):
@@ -280,13 +290,16 @@ async def _measure(runner: Runner, counts: Counts, variant: Variant, iterations:
         variant.settle_sql.append(settle_counts[1])
 
 
-async def _measure_evalsha(resources: Resources, variant: Variant, iterations: int) -> None:
+async def _measure_evalsha(resources: Resources, variant: Variant, iterations: int, *, reserve: bool = False) -> None:
+    """redis-py EVALSHA of `return 1`, or with `reserve` of `CHECK_AND_RESERVE_SCRIPT` on a key of this run."""
     client = resources.redis()
     assert client is not None
-    sha = str(await client.script_load(TRIVIAL_SCRIPT))
+    sha = str(await client.script_load(CHECK_AND_RESERVE_SCRIPT if reserve else TRIVIAL_SCRIPT))
+    keys = (f"{resources.redis_prefix}bench-evalsha-spent",) if reserve else ()
+    args = (1, 10**15) if reserve else ()
     for _ in range(iterations):
         start = perf_counter_ns()
-        await client.evalsha(sha, 0)
+        await client.evalsha(sha, len(keys), *keys, *args)
         variant.reserve_us.append((perf_counter_ns() - start) / 1000)
 
 
@@ -350,6 +363,7 @@ async def run(iterations: int, runs: int, with_redis: bool) -> list[dict[str, An
     variants = {kind: Variant(kind) for kind in kinds}
     if with_redis:
         variants["evalsha"] = Variant("evalsha")
+        variants["evalsha_reserve"] = Variant("evalsha_reserve")
         variants["evalsha_lean"] = Variant("evalsha_lean")
     prefix = f"bench-budgets-{uuid.uuid4().hex[:8]}:"
     try:
@@ -366,6 +380,8 @@ async def run(iterations: int, runs: int, with_redis: bool) -> list[dict[str, An
                         if kind == "redis":
                             await _measure_evalsha(resources, Variant("warmup"), 200)
                             await _measure_evalsha(resources, variants["evalsha"], iterations)
+                            await _measure_evalsha(resources, Variant("warmup"), 200, reserve=True)
+                            await _measure_evalsha(resources, variants["evalsha_reserve"], iterations, reserve=True)
                             await _measure_lean_evalsha(resources, Variant("warmup"), 200)
                             await _measure_lean_evalsha(resources, variants["evalsha_lean"], iterations)
                 (directory / "memory.db").unlink(missing_ok=True)
@@ -501,12 +517,18 @@ def _print(rows: list[dict[str, Any]]) -> None:
             )
     evalsha = next((row for row in rows if row["name"] == "evalsha"), None)
     lean = next((row for row in rows if row["name"] == "evalsha_lean" and "reserve_p50_us" in row), None)
+    checked = next((row for row in rows if row["name"] == "evalsha_reserve" and "reserve_p50_us" in row), None)
     for row in rows:
         if not (evalsha and row["name"].startswith("redis")):
             continue
         added = row["reserve_p50_us"] - base["reserve_p50_us"]
         name = row["name"]
         print(f"{name}: reserve adds {added / evalsha['reserve_p50_us']:.2f}x one redis-py EVALSHA round trip (p50)")
+        if checked:
+            print(
+                f"{name}: reserve adds {added / checked['reserve_p50_us']:.2f}x one redis-py EVALSHA of the baselines'"
+                " check-and-reserve script (p50)"
+            )
         if lean:
             print(f"{name}: reserve adds {added / lean['reserve_p50_us']:.2f}x one lean EVALSHA round trip (p50)")
 
