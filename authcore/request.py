@@ -140,7 +140,7 @@ class RequestContext:
                 if message["type"] != "http.request":
                     # The client left before sending the body; nothing to authorise.
                     raise MalformedCredentials("Request body was not received.", reason_id="body_incomplete")
-                chunk = message.get("body", b"")
+                chunk: bytes = message.get("body", b"")
                 size += len(chunk)
                 if size > self._max_body:
                     raise PayloadTooLarge()

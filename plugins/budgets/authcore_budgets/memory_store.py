@@ -116,8 +116,8 @@ class MemoryStore:
         for index, entry in enumerate(entries):
             if entry.holds:
                 entry.drop_expired_holds(now)
-            limit = counters[index].limit
-            if limit != NO_LIMIT and entry.spent + entry.reserved + amount > limit:
+            ceiling = counters[index].limit
+            if ceiling != NO_LIMIT and entry.spent + entry.reserved + amount > ceiling:
                 return ReserveOutcome(False, denied_index=index)
         expires = now + hold_ms
         for entry in entries:
