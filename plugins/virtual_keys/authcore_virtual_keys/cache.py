@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -11,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from authcore_virtual_keys.end_users import EndUserCache
 from authcore_virtual_keys.invalidation import ALL, Change
 from authcore_virtual_keys.records import KeySnapshot
+from authcore_virtual_keys.single_flight import SingleFlight
 
 logger = logging.getLogger("authcore.virtual_keys")
 
@@ -56,7 +56,7 @@ class SnapshotCache:
         self._clock = clock
         self._entries: dict[str, tuple[KeySnapshot, float]] = {}
         self._negative: OrderedDict[str, float] = OrderedDict()
-        self._inflight: dict[str, asyncio.Task[KeySnapshot | None]] = {}
+        self._inflight: SingleFlight[KeySnapshot | None] = SingleFlight()
         self._generation = 0
         self._publish: Publisher | None = None
 
@@ -89,19 +89,11 @@ class SnapshotCache:
             if now < unknown_until:
                 return None
             del self._negative[token]
-        task = self._inflight.get(token)
-        if task is None:
-            task = asyncio.create_task(self._fill(token, self._generation))
-            task.add_done_callback(_retrieve)
-            self._inflight[token] = task
-        return await asyncio.shield(task)
+        generation = self._generation
+        return await self._inflight.run(token, lambda: self._fill(token, generation))
 
     async def _fill(self, token: str, generation: int) -> KeySnapshot | None:
-        try:
-            snapshot = await self._load(token)
-        finally:
-            if self._inflight.get(token) is asyncio.current_task():
-                del self._inflight[token]
+        snapshot = await self._load(token)
         if generation != self._generation:
             # Something changed while this read ran: hand it to its waiters, keep nothing.
             return snapshot
@@ -198,7 +190,7 @@ class SnapshotCache:
         self._generation += 1
         self._entries.pop(token, None)
         self._negative.pop(token, None)
-        self._inflight.pop(token, None)
+        self._inflight.forget(token)
 
     def _drop_where(self, predicate: Callable[[KeySnapshot], bool]) -> None:
         self._generation += 1
@@ -213,9 +205,3 @@ class SnapshotCache:
             self._publish(change)
         except Exception as error:  # noqa: BLE001 - the change is made; other replicas fall back to the freshness bound
             logger.warning("virtual keys: invalidation not published: %s", type(error).__name__)
-
-
-def _retrieve(task: asyncio.Task[KeySnapshot | None]) -> None:
-    # Mark the outcome as seen even when every waiter went away, so asyncio logs nothing.
-    if not task.cancelled():
-        task.exception()

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from authcore_virtual_keys.single_flight import SingleFlight
+
 DEFAULT_MODEL_FIELD: Final = "end_user_default_model"
 """`Identity.metadata` entry: the model the gateway uses when a request of this end user names none."""
 REGION_FIELD: Final = "end_user_allowed_model_region"
@@ -64,8 +66,7 @@ class EndUserCache:
     (`SnapshotCache.invalidate_end_user`). Unknown ids are kept too, since with
     `validate_end_users` off most named end users have no row; clients choose
     the ids, so at most `max_entries` are kept, the oldest dropped first.
-    Concurrent misses for one id each read (no single flight): an end user
-    row is one primary-key read.
+    Concurrent misses for one id share one read (single flight).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class EndUserCache:
         self._clock = clock
         self._entries: dict[str, tuple[EndUserRecord | None, float]] = {}
         self._generation = 0
+        self._loading: SingleFlight[EndUserRecord | None] = SingleFlight()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -99,6 +101,9 @@ class EndUserCache:
         if not isinstance(found, Miss):
             return found
         generation = self._generation
+        return await self._loading.run(user_id, lambda: self._fill(user_id, generation))
+
+    async def _fill(self, user_id: str, generation: int) -> EndUserRecord | None:
         record = await self._load(user_id)
         if generation == self._generation and self._ttl > 0:
             # Else something changed while this read ran: answer this request, keep nothing.
@@ -111,7 +116,9 @@ class EndUserCache:
     def drop(self, user_id: str) -> None:
         self._generation += 1
         self._entries.pop(user_id, None)
+        self._loading.forget(user_id)
 
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
+        self._loading.clear()

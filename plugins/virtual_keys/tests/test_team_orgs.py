@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -198,6 +199,55 @@ async def test_an_end_user_change_drops_only_that_end_user() -> None:
     assert reads == ["c1", "c2", "ghost", "c1"]
     cache.clear()
     assert len(end_user_cache) == 0
+
+
+async def test_concurrent_first_requests_of_one_end_user_share_one_read() -> None:
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    async def load(user_id: str) -> EndUserRecord | None:
+        reads.append(user_id)
+        await release.wait()
+        return EndUserRecord(user_id, blocked=user_id == "c1")
+
+    end_users = EndUserCache(load, ttl=60)
+    waiting = [asyncio.create_task(end_users.get(user_id)) for user_id in ("c1", "c1", "c2", "c1")]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # one request giving up does not cancel the read for the others
+    release.set()
+    found = await asyncio.gather(*waiting[1:])
+    assert reads == ["c1", "c2"]
+    assert [(record.user_id, record.blocked) for record in found if record is not None] == [
+        ("c1", True),
+        ("c2", False),
+        ("c1", True),
+    ]
+
+
+async def test_an_end_user_read_started_before_a_change_is_not_kept() -> None:
+    blocked = False
+    release = asyncio.Event()
+
+    async def load(user_id: str) -> EndUserRecord | None:
+        answer = EndUserRecord(user_id, blocked=blocked)
+        await release.wait()
+        return answer
+
+    end_users = EndUserCache(load, ttl=60)
+    before = asyncio.create_task(end_users.get("c1"))
+    await asyncio.sleep(0)
+    end_users.drop("c1")  # blocked through the admin API meanwhile
+    blocked = True
+    after = asyncio.create_task(end_users.get("c1"))
+    await asyncio.sleep(0)
+    release.set()
+    assert (await before) is not None
+    fresh = await after
+    assert fresh is not None
+    assert fresh.blocked
+    kept = await end_users.get("c1")
+    assert kept is not None
+    assert kept.blocked
 
 
 # -- end users on requests ----------------------------------------------------
