@@ -99,9 +99,9 @@ class AuthcoreConfig(_Strict):
     gateway: Gateway = Field(default_factory=Gateway)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest request body plugins may read.")
     log_decisions: bool = Field(default=False, description="Log every decision trace at INFO (never contains secrets).")
-    freeze_gc_after_startup: bool = Field(
+    tune_gc_after_startup: bool = Field(
         default=True,
-        description="gc.freeze() once started, so full garbage collections stop walking the start-up heap.",
+        description="Once started: gc.freeze() the start-up heap and raise the young-generation threshold to 10,000.",
     )
 
     @field_validator("plugins")
