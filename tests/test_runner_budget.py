@@ -51,6 +51,16 @@ class Hold(authcore.Reservation):
         LOG.append(f"release:{self.owner}")
 
 
+async def idle_client() -> Message:
+    """A client that sends nothing more and stays connected (for the length of a test)."""
+    await asyncio.sleep(10)
+    return {"type": "http.disconnect"}
+
+
+async def discard(message: Message) -> None:
+    return None
+
+
 def reserve_type(behaviour: str) -> type[Any]:
     class Reserve(authcore.Plugin[authcore.EmptyConfig]):
         @authcore.hookimpl
@@ -277,14 +287,7 @@ async def test_request_cancelled_while_settling_still_settles() -> None:
     SETTLING = asyncio.Event()
     runner = await started(runner_for(("a", "slow")))
 
-    async def receive() -> Message:
-        await asyncio.sleep(10)
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        return None
-
-    task = asyncio.create_task(AuthcoreMiddleware(streamed, runner)(scope_for("2.4"), receive, send))
+    task = asyncio.create_task(AuthcoreMiddleware(streamed, runner)(scope_for("2.4"), idle_client, discard))
     await asyncio.wait_for(SETTLING.wait(), 2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -302,13 +305,6 @@ async def test_only_holds_not_cancel_safe_settle_in_a_task_of_their_own(cancel_s
     runner = await started(runner_for(("a", "slow")))
     tasks_while_settling: list[int] = []
 
-    async def receive() -> Message:
-        await asyncio.sleep(10)
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        return None
-
     async def watch() -> None:
         await SETTLING.wait()
         tasks_while_settling.append(len(asyncio.all_tasks()))
@@ -323,7 +319,7 @@ async def test_only_holds_not_cancel_safe_settle_in_a_task_of_their_own(cancel_s
 
     runner.authenticate = authenticate  # type: ignore[method-assign]
     watcher = asyncio.create_task(watch())
-    await AuthcoreMiddleware(streamed, runner)(scope_for("2.4"), receive, send)
+    await AuthcoreMiddleware(streamed, runner)(scope_for("2.4"), idle_client, discard)
     await watcher
     assert LOG == ["reserve:a", "commit:a:1"]
     # This test's task and the watcher, plus the shield's task when the hold is not cancel-safe.
@@ -334,14 +330,7 @@ async def test_completed_stream_commits_usage() -> None:
     LOG.clear()
     runner = await started(runner_for(("a", "hold")))
 
-    async def receive() -> Message:
-        await asyncio.sleep(10)
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        return None
-
-    await AuthcoreMiddleware(streamed, runner)(scope_for("2.4"), receive, send)
+    await AuthcoreMiddleware(streamed, runner)(scope_for("2.4"), idle_client, discard)
     assert LOG == ["reserve:a", "commit:a:1"]
 
 

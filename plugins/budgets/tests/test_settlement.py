@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Message
+from starlette.types import Message, Receive
 
 from authcore import Usage
 from authcore.lifespan import mount_plugin_routes
@@ -121,16 +121,8 @@ async def test_request_cancelled_while_settling_still_settles_and_records_the_ch
     # settlement waits for its reply (awaited in the task itself, no shield), in process after it.
     middleware = AuthcoreMiddleware(gateway(runner), runner=runner)
     payload = json.dumps({"model": "m5c", "max_tokens": NICKEL_TOKENS, "used": 400}).encode()
+    receive = _body_then_disconnect(payload, asyncio.Event())
     task: asyncio.Task[None] | None = None
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": payload, "more_body": False}
-        await asyncio.sleep(10)
-        return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body") and task is not None:
@@ -152,16 +144,8 @@ async def test_client_disconnect_mid_stream_releases_the_hold(runner: Runner) ->
     middleware = AuthcoreMiddleware(gateway(runner), runner=runner)
     payload = json.dumps({"model": "m5c", "max_tokens": NICKEL_TOKENS, "mode": "stream"}).encode()
     first_chunk = asyncio.Event()
+    receive = _body_then_disconnect(payload, first_chunk)
     sent: list[Message] = []
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": payload, "more_body": False}
-        await first_chunk.wait()
-        return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         sent.append(message)
@@ -188,6 +172,21 @@ async def test_settlement_is_idempotent_by_request_id(runner: Runner) -> None:
     async with app_client(runner) as client:
         assert await key_state(client) == (0.02, 0.0)
     assert await accountant.ledger.total(held.counters[0].ledger) == 20_000
+
+
+def _body_then_disconnect(payload: bytes, left: asyncio.Event) -> Receive:
+    """The request body in one message, then `http.disconnect` once `left` is set."""
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def _scope() -> dict[str, Any]:
