@@ -74,8 +74,8 @@ class Deadlines:
             self._timer = loop.call_at(pending[0].when, self._expire)
 
 
-async def await_with_timeout(coro: Coroutine[Any, Any, T], timeout: float | Deadlines) -> T:  # noqa: ASYNC109 - the deadline is the point
-    """Run `coro` to completion; raise `TimeoutError` once the timeout passes while it waits."""
+async def await_with_timeout(coro: Coroutine[Any, Any, T], deadlines: Deadlines) -> T:
+    """Run `coro` to completion; raise `TimeoutError` once `deadlines.timeout` passes while it waits."""
     try:
         first = coro.send(None)
     except StopIteration as done:
@@ -83,12 +83,11 @@ async def await_with_timeout(coro: Coroutine[Any, Any, T], timeout: float | Dead
     except BaseException:
         coro.close()
         raise
-    return await finish_with_timeout(coro, first, timeout)
+    return await finish_with_timeout(coro, first, deadlines)
 
 
-async def finish_with_timeout(coro: Coroutine[Any, Any, T], first: Any, timeout: float | Deadlines) -> T:  # noqa: ASYNC109
-    """Finish `coro`, already stepped once (it yielded `first`), under the timeout."""
-    deadlines = timeout if isinstance(timeout, Deadlines) else Deadlines(timeout)
+async def finish_with_timeout(coro: Coroutine[Any, Any, T], first: Any, deadlines: Deadlines) -> T:
+    """Finish `coro`, already stepped once (it yielded `first`), under `deadlines.timeout`."""
     task = asyncio.current_task()
     if task is None:
         raise RuntimeError("a deadline needs a running task")

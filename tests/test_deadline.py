@@ -29,24 +29,24 @@ async def fails_after_wait() -> None:
 
 
 async def test_fast_coroutine_returns_even_with_a_tiny_timeout() -> None:
-    assert await await_with_timeout(immediate(), 1e-9) == "done"
+    assert await await_with_timeout(immediate(), Deadlines(1e-9)) == "done"
 
 
 async def test_suspending_coroutine_within_deadline_returns() -> None:
-    assert await await_with_timeout(waits(0.01), 1.0) == "late"
+    assert await await_with_timeout(waits(0.01), Deadlines(1.0)) == "late"
 
 
 async def test_suspending_coroutine_past_deadline_raises_timeout_promptly() -> None:
     started = time.perf_counter()
     with pytest.raises(TimeoutError):
-        await await_with_timeout(waits(5), 0.05)
+        await await_with_timeout(waits(5), Deadlines(0.05))
     assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.parametrize("factory", [fails_fast, fails_after_wait])
 async def test_exceptions_propagate_unchanged(factory: object) -> None:
     with pytest.raises(ValueError, match="failure"):
-        await await_with_timeout(factory(), 1.0)  # type: ignore[operator]
+        await await_with_timeout(factory(), Deadlines(1.0))  # type: ignore[operator]
 
 
 async def test_late_answer_after_swallowed_cancellation_is_a_timeout() -> None:
@@ -58,11 +58,11 @@ async def test_late_answer_after_swallowed_cancellation_is_a_timeout() -> None:
         return "never"
 
     with pytest.raises(TimeoutError):
-        await await_with_timeout(stubborn(), 0.02)
+        await await_with_timeout(stubborn(), Deadlines(0.02))
 
 
 async def test_outer_cancellation_still_cancels() -> None:
-    task = asyncio.create_task(await_with_timeout(waits(5), 10))
+    task = asyncio.create_task(await_with_timeout(waits(5), Deadlines(10)))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -77,7 +77,7 @@ async def test_coroutine_awaiting_a_future_gets_its_result() -> None:
         return await future + 1
 
     loop.call_later(0.01, future.set_result, 41)
-    assert await await_with_timeout(wait_future(), 1.0) == 42
+    assert await await_with_timeout(wait_future(), Deadlines(1.0)) == 42
 
 
 async def test_many_concurrent_calls_each_get_their_own_result() -> None:
@@ -85,7 +85,7 @@ async def test_many_concurrent_calls_each_get_their_own_result() -> None:
         await asyncio.sleep(0.001 * (value % 3))
         return value
 
-    results = await asyncio.gather(*(await_with_timeout(echo(i), 1.0) for i in range(50)))
+    results = await asyncio.gather(*(await_with_timeout(echo(i), Deadlines(1.0)) for i in range(50)))
     assert results == list(range(50))
 
 
