@@ -55,14 +55,13 @@ class Deadlines:
         deadline = _Deadline(task, loop.time() + self.timeout)
         pending.append(deadline)
         if self._timer is None:
-            self._timer = loop.call_at(deadline.when, self._expire)
+            self._timer = loop.call_at(deadline.when, self._expire, loop)
         return deadline
 
-    def _expire(self) -> None:
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            return  # a timer of the event loop used before: its deadlines were dropped with it
         self._timer = None
-        loop = self._loop
-        if loop is None:
-            return
         now = loop.time()
         pending = self._pending
         while pending and (pending[0].finished or pending[0].when <= now):
@@ -71,7 +70,7 @@ class Deadlines:
                 deadline.expired = True
                 deadline.task.cancel()
         if pending:
-            self._timer = loop.call_at(pending[0].when, self._expire)
+            self._timer = loop.call_at(pending[0].when, self._expire, loop)
 
 
 async def await_with_timeout(coro: Coroutine[Any, Any, T], deadlines: Deadlines) -> T:

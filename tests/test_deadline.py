@@ -134,3 +134,18 @@ async def test_outer_cancellation_under_a_shared_deadline_still_cancels() -> Non
         await task
     # The same deadlines still serve later calls.
     assert await await_with_timeout(waits(0.001), deadlines) == "late"
+
+
+def test_deadlines_move_to_the_event_loop_in_use() -> None:
+    # A runner outlives the loop of one test: its timers there must not disturb the next loop's calls.
+    deadlines = Deadlines(0.05)
+
+    async def slow_then_fast(first: float) -> str:
+        try:
+            return await await_with_timeout(waits(first), deadlines)
+        except TimeoutError:
+            return "timeout"
+
+    assert asyncio.run(slow_then_fast(5)) == "timeout"
+    assert asyncio.run(slow_then_fast(0.001)) == "late"
+    assert asyncio.run(slow_then_fast(5)) == "timeout"
