@@ -51,6 +51,15 @@ class _Entry:
             self.reserved -= amount
 
 
+def _drop_expired(expiries: dict[str, int], now: int) -> None:
+    """Drop the entries whose expiry (ms) has passed, from the front: they were inserted in expiry order."""
+    while expiries:
+        key = next(iter(expiries))
+        if expiries[key] > now:
+            return
+        del expiries[key]
+
+
 class MemoryStore:
     """The embedded default's store. Only correct when one process owns the counters (see `worker_lock`)."""
 
@@ -77,12 +86,7 @@ class MemoryStore:
             if entry.expire_at_ms and entry.expire_at_ms <= now:
                 del self._entries[name]
         # Markers are inserted in expiry order (one TTL), so the expired ones are at the front.
-        done = self._done
-        while done:
-            request_id = next(iter(done))
-            if done[request_id] > now:
-                break
-            del done[request_id]
+        _drop_expired(self._done, now)
 
     async def reserve(
         self,
@@ -142,11 +146,7 @@ class MemoryStore:
             if limit.kind == "parallel":
                 slots = self._slots.setdefault(limit.name, {})
                 # Oldest first, as holds: only the expired front is looked at, not every slot.
-                while slots:
-                    held = next(iter(slots))
-                    if slots[held] > now_ms:
-                        break
-                    del slots[held]
+                _drop_expired(slots, now_ms)
                 if len(slots) >= limit.limit:
                     return ReserveOutcome(
                         False, rate_index=index, retry_after_ms=max(1, min(slots.values()) - now_ms + 1)
