@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from authcore_virtual_keys.bounded import put_newest
 from authcore_virtual_keys.end_users import EndUserCache
 from authcore_virtual_keys.invalidation import ALL, Change
 from authcore_virtual_keys.records import KeySnapshot
@@ -55,7 +55,7 @@ class SnapshotCache:
         self._max_entries = max_entries
         self._clock = clock
         self._entries: dict[str, tuple[KeySnapshot, float]] = {}
-        self._negative: OrderedDict[str, float] = OrderedDict()
+        self._negative: dict[str, float] = {}
         self._inflight: SingleFlight[KeySnapshot | None] = SingleFlight()
         self._generation = 0
         self._publish: Publisher | None = None
@@ -100,19 +100,13 @@ class SnapshotCache:
         if snapshot is None:
             self._remember_unknown(token)
         else:
-            self._entries.pop(token, None)
-            self._entries[token] = (snapshot, self._clock())
-            while len(self._entries) > self._max_entries:
-                del self._entries[next(iter(self._entries))]
+            put_newest(self._entries, token, (snapshot, self._clock()), self._max_entries)
         return snapshot
 
     def _remember_unknown(self, token: str) -> None:
         if self._negative_size <= 0 or self._negative_ttl <= 0:
             return
-        self._negative.pop(token, None)
-        self._negative[token] = self._clock() + self._negative_ttl
-        while len(self._negative) > self._negative_size:
-            self._negative.popitem(last=False)
+        put_newest(self._negative, token, self._clock() + self._negative_ttl, self._negative_size)
 
     def set_publisher(self, publish: Publisher | None) -> None:
         """Send every `invalidate*` to the other replicas through `publish`; `None`: this process only."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from authcore_virtual_keys.bounded import put_newest
 from authcore_virtual_keys.single_flight import SingleFlight
 
 DEFAULT_MODEL_FIELD: Final = "end_user_default_model"
@@ -107,10 +108,7 @@ class EndUserCache:
         record = await self._load(user_id)
         if generation == self._generation and self._ttl > 0:
             # Else something changed while this read ran: answer this request, keep nothing.
-            self._entries.pop(user_id, None)
-            self._entries[user_id] = (record, self._clock())
-            while len(self._entries) > self._max_entries:
-                del self._entries[next(iter(self._entries))]
+            put_newest(self._entries, user_id, (record, self._clock()), self._max_entries)
         return record
 
     def drop(self, user_id: str) -> None:
