@@ -163,6 +163,11 @@ class RequestContext:
                 self._json = None
         return self._json
 
+    @property
+    def path_model(self) -> str | None:
+        """The model the path names (Azure `/deployments/<m>/...`, Gemini `/models/<m>:...`), if any."""
+        return _path_model(self.scope["path"])
+
     async def requested_models(self) -> tuple[str, ...]:
         """Models the request asks for: the body's `model` and a model named in the path."""
         found: list[str] = []
@@ -172,7 +177,7 @@ class RequestContext:
                 model = data.get("model")
                 if isinstance(model, str) and model:
                     found.append(model)
-        named = _path_model(self.path)
+        named = self.path_model
         if named is not None and named not in found:
             found.append(named)
         return tuple(found)

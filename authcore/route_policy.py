@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from authcore.errors import Forbidden
 from authcore.models import Identity
@@ -45,22 +46,39 @@ class RoutePatterns:
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
 
+PLAIN: Final = 0
+PUBLIC: Final = 1
+ADMIN: Final = 2
+MAX_REMEMBERED_PATHS = 4096
+"""Paths whose kind `RoutePolicy.kinds` keeps; others are matched on every request."""
+
+
 class RoutePolicy:
     """Public routes skip the pipeline; admin routes need `proxy_admin` (viewers may read)."""
 
-    __slots__ = ("_any_admin", "admin", "public")
+    __slots__ = ("admin", "kinds", "public")
 
     def __init__(self, public: Iterable[str], admin: Iterable[str]) -> None:
         self.public = RoutePatterns(public)
         self.admin = RoutePatterns(admin)
-        # Decided once: `RoutePatterns.__bool__` is a Python call per request otherwise.
-        self._any_admin = bool(self.admin)
+        self.kinds: dict[str, int] = {}
+        """Path -> `PLAIN`, `PUBLIC` or `ADMIN`, as `kind` found it: a gateway serves a few paths over and over."""
 
-    def check(self, method: str, path: str, identity: Identity) -> None:
-        """Raise `Forbidden` when the identity may not use this route."""
+    def kind(self, path: str) -> int:
+        """`PUBLIC` (public wins), `ADMIN` or `PLAIN`; remembered for the first `MAX_REMEMBERED_PATHS` paths."""
+        kind = self.kinds.get(path)
+        if kind is None:
+            kind = PUBLIC if self.public.matches(path) else ADMIN if self.admin.matches(path) else PLAIN
+            # Bounded: clients choose paths, and an unbounded dict would be theirs to grow.
+            if len(self.kinds) < MAX_REMEMBERED_PATHS:
+                self.kinds[path] = kind
+        return kind
+
+    def check(self, method: str, path: str, identity: Identity, kind: int | None = None) -> None:
+        """Raise `Forbidden` when the identity may not use this route (`kind`: `self.kind(path)`, if known)."""
         if identity.allowed_routes is not None and not RoutePatterns(identity.allowed_routes).matches(path):
             raise Forbidden("This credential is not allowed to call this route.", reason_id="route_not_allowed")
-        if self._any_admin and self.admin.matches(path):
+        if (self.kind(path) if kind is None else kind) == ADMIN:
             role = identity.role
             if role == ADMIN_ROLE or (role == ADMIN_VIEWER_ROLE and method in READ_METHODS):
                 return

@@ -34,7 +34,7 @@ from authcore.plugin import Plugin, PluginContext, PluginRoute
 from authcore.request import RequestContext
 from authcore.resources import Resources
 from authcore.result import AuthResult
-from authcore.route_policy import RoutePolicy
+from authcore.route_policy import ADMIN, PUBLIC, RoutePolicy
 from authcore.trace import Trace
 
 logger = logging.getLogger("authcore")
@@ -60,7 +60,7 @@ _PASS_THROUGH = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, Generato
 class HookCall:
     """One instance's implementation of one hook, ready to call with the hook's full arguments."""
 
-    __slots__ = ("_picks", "blocking", "deadlines", "function", "is_async", "name", "plugin", "timeout")
+    __slots__ = ("_picks", "blocking", "deadlines", "function", "inline", "is_async", "name", "plugin", "timeout")
 
     def __init__(
         self,
@@ -75,6 +75,8 @@ class HookCall:
         self.function = function
         self.is_async = asyncio.iscoroutinefunction(function)
         self.blocking = type(plugin).blocking and not self.is_async
+        self.inline = not self.is_async and not self.blocking
+        """A plain call on the event loop: no coroutine, no timer."""
         self.timeout = timeout
         self.deadlines = Deadlines(timeout)
         spec = HOOK_ARGS[hook]
@@ -98,6 +100,8 @@ class HookCall:
             return await asyncio.wait_for(asyncio.to_thread(self.function, *args), self.timeout)
         return self.function(*args)
 
+
+_ROUTE_PASS = ("route", None, "pass", None, 0)
 
 _OUTCOME = {
     "extract_credentials": "credentials",
@@ -262,22 +266,31 @@ class Runner:
         that cannot settle reservations, such as the `AuthenticationBackend` adapter).
         """
         trace = Trace()
-        if self.policy.public.matches(request.path):
-            trace.add("route", None, "public", None, 0)
+        path: str = request.scope["path"]
+        policy = self.policy
+        kind = policy.kinds.get(path)
+        if kind is None:
+            kind = policy.kind(path)
+        if kind == PUBLIC:
+            trace.add(("route", None, "public", None, 0))
             return AuthResult(None, trace)
         reservations: list[Reservation] = []
         try:
             identity = await self._identify(request, trace)
-            try:
-                self.policy.check(request.method, request.path, identity)
-            except AuthcoreError as error:
-                trace.add("route", None, "deny", error.reason_id, 0)
-                raise
-            trace.add("route", None, "pass", None, 0)
+            if identity.allowed_routes is not None or kind == ADMIN:
+                try:
+                    policy.check(request.method, path, identity, kind)
+                except AuthcoreError as error:
+                    trace.add(("route", None, "deny", error.reason_id, 0))
+                    raise
+            trace.add(_ROUTE_PASS)
             denial: AuthcoreError | None = None
             for call in self._checks:
                 try:
-                    verdict = await self._invoke(call, "post_checks", trace, request, identity)
+                    if call.inline:
+                        verdict = self._call(call, "post_checks", trace, (request, identity))
+                    else:
+                        verdict = await self._invoke(call, "post_checks", trace, (request, identity))
                     if verdict is not None:
                         # `False` or a "deny" string must not read as a pass.
                         raise self._violation(call, "post_checks", trace, verdict)
@@ -287,7 +300,10 @@ class Runner:
             if denial is not None:
                 raise denial
             for call in self._reserve if reserve else ():
-                held = await self._invoke(call, "reserve_budget", trace, request, identity)
+                if call.inline:
+                    held = self._call(call, "reserve_budget", trace, (request, identity))
+                else:
+                    held = await self._invoke(call, "reserve_budget", trace, (request, identity))
                 if held is not None:
                     if not isinstance(held, Reservation):
                         raise self._violation(call, "reserve_budget", trace, held)
@@ -304,7 +320,7 @@ class Runner:
                 await asyncio.shield(self._release_all(reservations, trace))
             raise
         except Exception as error:  # noqa: BLE001 - a fault outside any plugin call still denies
-            trace.add("pipeline", None, "error", "internal_error", 0)
+            trace.add(("pipeline", None, "error", "internal_error", 0))
             logger.error("authcore pipeline failed: %s", type(error).__name__)
             if reservations:
                 await self._release_all(reservations, trace)
@@ -325,8 +341,12 @@ class Runner:
 
     async def _identify(self, request: RequestContext, trace: Trace) -> Identity:
         credentials: Credentials | None = None
+        args: tuple[Any, ...] = (request,)
         for call in self._extract:
-            found = await self._invoke(call, "extract_credentials", trace, request)
+            if call.inline:
+                found = self._call(call, "extract_credentials", trace, args)
+            else:
+                found = await self._invoke(call, "extract_credentials", trace, args)
             if found is None:
                 continue
             if not isinstance(found, Credentials):
@@ -338,7 +358,10 @@ class Runner:
                     "More than one credential was provided; send exactly one.", reason_id="ambiguous_credentials"
                 )
         for call in self._custom:
-            decided = await self._invoke(call, "custom_auth", trace, request, credentials)
+            if call.inline:
+                decided = self._call(call, "custom_auth", trace, (request, credentials))
+            else:
+                decided = await self._invoke(call, "custom_auth", trace, (request, credentials))
             if decided is None:
                 continue
             if isinstance(decided, Identity):
@@ -349,8 +372,12 @@ class Runner:
             raise self._violation(call, "custom_auth", trace, decided)
         if credentials is None:
             raise MissingCredentials(reason_id="no_credentials")
+        args = (request, credentials)
         for call in self._resolve:
-            identity = await self._invoke(call, "resolve_identity", trace, request, credentials)
+            if call.inline:
+                identity = self._call(call, "resolve_identity", trace, args)
+            else:
+                identity = await self._invoke(call, "resolve_identity", trace, args)
             if identity is None:
                 continue
             if not isinstance(identity, Identity):
@@ -366,7 +393,28 @@ class Runner:
 
         return replace(identity, plugin=call.name)
 
-    async def _invoke(self, call: HookCall, stage: str, trace: Trace, *args: Any) -> Any:
+    # A sync hook is called inline (`_call`), with no coroutine of the runner's around it: most
+    # pipelines have one or two, and each coroutine frame is a measurable part of a request.
+
+    def _call(self, call: HookCall, stage: str, trace: Trace, args: tuple[Any, ...]) -> Any:
+        """Call a sync, non-blocking hook; record the step; turn any failure into a deny."""
+        start = perf_counter_ns()
+        try:
+            result = call.function(*(args if call._picks is None else call.pick(args)))
+        except AuthcoreError as error:
+            trace.add((stage, call.name, "deny", error.reason_id, perf_counter_ns() - start))
+            raise
+        except _PASS_THROUGH:
+            raise
+        except BaseException as error:  # noqa: BLE001 - fail closed on anything a plugin throws
+            raise self._failure(call, stage, trace, error, start) from None
+        # For post_checks `None` is the pass itself, not an abstention.
+        outcome = "abstain" if result is None and stage != "post_checks" else _OUTCOME[stage]
+        trace.add((stage, call.name, outcome, None, perf_counter_ns() - start))
+        return result
+
+    async def _invoke(self, call: HookCall, stage: str, trace: Trace, args: tuple[Any, ...]) -> Any:
+        """Await an async or blocking hook under its timeout; record the step; turn any failure into a deny."""
         start = perf_counter_ns()
         try:
             # HookCall.__call__ and await_with_timeout inlined: two fewer coroutine frames
@@ -382,32 +430,35 @@ class Runner:
                 else:
                     # It suspended: only now is a timer worth arming.
                     result = await finish_with_timeout(coro, first, call.deadlines)
-            elif call.blocking:
-                result = await asyncio.wait_for(asyncio.to_thread(call.function, *args), call.timeout)
             else:
-                result = call.function(*args)
+                result = await asyncio.wait_for(asyncio.to_thread(call.function, *args), call.timeout)
         except AuthcoreError as error:
-            trace.add(stage, call.name, "deny", error.reason_id, perf_counter_ns() - start)
+            trace.add((stage, call.name, "deny", error.reason_id, perf_counter_ns() - start))
             raise
-        except TimeoutError:
-            trace.add(stage, call.name, "timeout", "plugin_timeout", perf_counter_ns() - start)
-            logger.warning("plugin instance %r timed out in %s after %.3fs", call.name, stage, call.timeout)
-            raise PluginFailure(reason_id="plugin_timeout") from None
         except _PASS_THROUGH:
             raise
         except BaseException as error:  # noqa: BLE001 - fail closed on anything a plugin throws
-            trace.add(stage, call.name, "error", "plugin_error", perf_counter_ns() - start)
-            # The type only: exception messages can carry the credential.
-            logger.warning("plugin instance %r raised %s in %s", call.name, type(error).__name__, stage)
-            raise PluginFailure(reason_id="plugin_error") from None
-        # For post_checks `None` is the pass itself, not an abstention.
+            raise self._failure(call, stage, trace, error, start) from None
         outcome = "abstain" if result is None and stage != "post_checks" else _OUTCOME[stage]
-        trace.add(stage, call.name, outcome, None, perf_counter_ns() - start)
+        trace.add((stage, call.name, outcome, None, perf_counter_ns() - start))
         return result
 
     @staticmethod
+    def _failure(call: HookCall, stage: str, trace: Trace, error: BaseException, start: int) -> PluginFailure:
+        """The deny for an exception a hook raised that is not an `AuthcoreError`, recorded in the trace."""
+        elapsed = perf_counter_ns() - start
+        if isinstance(error, TimeoutError):
+            trace.add((stage, call.name, "timeout", "plugin_timeout", elapsed))
+            logger.warning("plugin instance %r timed out in %s after %.3fs", call.name, stage, call.timeout)
+            return PluginFailure(reason_id="plugin_timeout")
+        trace.add((stage, call.name, "error", "plugin_error", elapsed))
+        # The type only: exception messages can carry the credential.
+        logger.warning("plugin instance %r raised %s in %s", call.name, type(error).__name__, stage)
+        return PluginFailure(reason_id="plugin_error")
+
+    @staticmethod
     def _violation(call: HookCall, stage: str, trace: Trace, value: object) -> PluginFailure:
-        trace.add(stage, call.name, "error", "contract_violation", 0)
+        trace.add((stage, call.name, "error", "contract_violation", 0))
         logger.warning("plugin instance %r returned %s from %s", call.name, type(value).__name__, stage)
         return PluginFailure(reason_id="contract_violation")
 
@@ -423,7 +474,7 @@ class Runner:
                     "plugin instance %r failed to release a reservation: %s", held.plugin, type(error).__name__
                 )
             if trace is not None:
-                trace.add("settle", held.plugin, outcome, reason, perf_counter_ns() - start)
+                trace.add(("settle", held.plugin, outcome, reason, perf_counter_ns() - start))
 
     def settles_cancel_safe(self, result: AuthResult) -> bool:
         """Whether cancelling `settle(result)` part-way loses nothing (no observer, every hold `cancel_safe`)."""
@@ -445,7 +496,7 @@ class Runner:
                 except Exception as error:  # noqa: BLE001 - the response is already sent
                     outcome, reason = "error", "commit_failed"
                     logger.warning("plugin instance %r failed to commit: %s", held.plugin, type(error).__name__)
-                result.trace.add("settle", held.plugin, outcome, reason, perf_counter_ns() - start)
+                result.trace.add(("settle", held.plugin, outcome, reason, perf_counter_ns() - start))
         else:
             await self._release_all(result.reservations, result.trace)
         if self._observers:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import NamedTuple
+
+RawStep = tuple[str, "str | None", str, "str | None", int]
+"""(stage, plugin, outcome, reason_id, duration in ns), as the runner records a step."""
 
 
 class TraceStep(NamedTuple):
@@ -18,21 +22,21 @@ class TraceStep(NamedTuple):
 class Trace:
     """Steps recorded by the runner. Holds names and reason ids only, never a secret."""
 
-    __slots__ = ("_raw", "_request_id")
+    __slots__ = ("_raw", "_request_id", "add")
 
     def __init__(self) -> None:
         # Plain tuples on the hot path; TraceStep objects only when someone reads them.
-        self._raw: list[tuple[str, str | None, str, str | None, int]] = []
+        raw: list[RawStep] = []
+        self._raw = raw
         self._request_id: str | None = None
+        self.add: Callable[[RawStep], None] = raw.append
+        """Record `(stage, plugin, outcome, reason_id, duration_ns)`: the list's own `append`, no Python frame."""
 
     @property
     def request_id(self) -> str:
         if self._request_id is None:
             self._request_id = uuid.uuid4().hex
         return self._request_id
-
-    def add(self, stage: str, plugin: str | None, outcome: str, reason_id: str | None, duration_ns: int) -> None:
-        self._raw.append((stage, plugin, outcome, reason_id, duration_ns))
 
     @property
     def steps(self) -> list[TraceStep]:

@@ -22,6 +22,7 @@ from authcore import (
 )
 from authcore_virtual_keys.access import UnreadableModels, body_models
 from authcore_virtual_keys.admin import AdminApi
+from authcore_virtual_keys.bounded import put_newest
 from authcore_virtual_keys.cache import SnapshotCache
 from authcore_virtual_keys.checks import (
     BODY_METHODS,
@@ -42,6 +43,8 @@ from authcore_virtual_keys.store import KeyStore
 from authcore_virtual_keys.tables import end_users
 
 MASTER_KEY_ID: Final = "master_key"
+TOKENS_REMEMBERED: Final = 10_000
+"""Raw keys whose hash `VirtualKeysPlugin` keeps, newest first (about 2 MB when full)."""
 
 
 class _MasterKey:
@@ -67,6 +70,9 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         )
         self._store: KeyStore | None = None
         self._bus: InvalidationBus | None = None
+        self._tokens: dict[str, str] = {}
+        """Raw key -> its stored hash, for keys that resolved. In this process's memory only, like the request
+        that carried the key; never logged, traced, shared or persisted (`security_bar.md` allows in-process)."""
         end_user_cache = EndUserCache(self._load_end_user, ttl=config.cache_ttl_s)
         self._cache = SnapshotCache(
             self._lookup,
@@ -133,6 +139,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
             await self._bus.stop()
             self._bus = None
         self._cache.clear()
+        self._tokens.clear()
         self._store = None
 
     @hookimpl
@@ -149,13 +156,15 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
             return None
         raw = credentials.reveal()
         master = self._master
+        # A key seen before is not hashed again (`_tokens`): the hash is most of a cached key's cost.
+        known = self._tokens.get(raw)
         if master is None:
             if not raw.startswith(KEY_PREFIX):
                 return None
-            token = self._hasher.token(raw)
+            token = self._hasher.token(raw) if known is None else known
         else:
             # One hash serves both: the master key is compared by its hash under the same hasher.
-            token = self._hasher.token(raw)
+            token = self._hasher.token(raw) if known is None else known
             if master.matches(token):
                 request.state[self._state_key] = _MASTER
                 named = request.state[self._end_user_key] = await named_end_user(request, self._end_users)
@@ -169,6 +178,9 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
             snapshot = await cache.get(token)
             if snapshot is None:
                 raise InvalidCredentials(reason_id="unknown_key")
+        if known is None:
+            # Only keys that exist: presenting made-up keys cannot push real ones out.
+            put_newest(self._tokens, raw, token, TOKENS_REMEMBERED)
         access = snapshot.derived(self._state_key, self._access)
         # Checked on every request, not when the cache was filled.
         if access.expires_at is not None and time.time() >= access.expires_at:
@@ -199,12 +211,16 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if not resolved.restricts:
             resolved.check(())
             return
+        if request.method not in BODY_METHODS:
+            # No body to read: only the path can name a model (what `requested_models` would say, unawaited).
+            named_model = request.path_model
+            resolved.check(() if named_model is None else (named_model,))
+            return
         models = list(await request.requested_models())
-        if request.method in BODY_METHODS:
-            try:
-                models.extend(body_models(await request.json() if body is UNREAD else body))
-            except UnreadableModels as error:
-                raise InvalidRequest(str(error), reason_id="unreadable_models", param="fallbacks") from None
+        try:
+            models.extend(body_models(await request.json() if body is UNREAD else body))
+        except UnreadableModels as error:
+            raise InvalidRequest(str(error), reason_id="unreadable_models", param="fallbacks") from None
         resolved.check(models)
 
 

@@ -118,7 +118,11 @@ async def open_gateway(
     resources = Resources(database_url, redis_url, redis_prefix)
     resolve = mapping_resolver({"virtual_keys": VirtualKeysPlugin, "headers": HeaderCredentials})
     app = Starlette(
-        routes=[Route("/v1/chat/completions", echo, methods=["POST"]), Route("/v1/models", echo)],
+        routes=[
+            Route("/v1/chat/completions", echo, methods=["POST"]),
+            Route("/v1/models", echo),
+            Route("/v1/models/{model}", echo),
+        ],
         middleware=[Middleware(AuthcoreMiddleware)],
         lifespan=authcore_lifespan(config, resolve=resolve, resources=resources),
     )

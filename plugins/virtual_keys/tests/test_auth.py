@@ -180,6 +180,41 @@ async def test_model_in_path_is_checked(gw: Gateway) -> None:
     assert response.status_code == 403
 
 
+async def test_model_named_in_a_get_path_is_checked(gw: Gateway) -> None:
+    created = await gw.generate(models=["gpt-4o-mini"])
+    headers = {"authorization": f"Bearer {created['key']}"}
+
+    listing = await gw.client.get("/v1/models", headers=headers)
+    allowed = await gw.client.get("/v1/models/gpt-4o-mini", headers=headers)
+    denied = await gw.client.get("/v1/models/gpt-4o", headers=headers)
+
+    assert listing.status_code == 200
+    assert allowed.status_code == 200
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "model_not_allowed"
+
+
+async def test_key_deleted_after_use_is_401(gw: Gateway) -> None:
+    created = await gw.generate()
+    assert (await gw.chat(created["key"])).status_code == 200
+
+    assert (await gw.admin("/key/delete", {"keys": [created["key"]]})).status_code == 200
+
+    assert (await gw.chat(created["key"])).status_code == 401
+
+
+async def test_only_keys_that_exist_are_remembered_unhashed(gw: Gateway) -> None:
+    created = await gw.generate()
+    unknown = "sk-" + "B" * 43
+
+    assert (await gw.chat(unknown)).status_code == 401
+    assert (await gw.chat(created["key"])).status_code == 200
+
+    # Made-up keys must not take the places of real ones in the plugin's raw-key -> hash memory.
+    assert unknown not in gw.plugin._tokens
+    assert gw.plugin._tokens[created["key"]] == created["token"]
+
+
 async def test_model_not_allowed_for_team_is_403(gw: Gateway) -> None:
     await gw.team("t1", models=["gpt-4o-mini"])
     created = await gw.generate(team_id="t1")
