@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from authcore.bounded import put_newest
 from authcore.errors import MalformedCredentials
 from authcore.models import Credentials
 from authcore.plugin import Plugin, hookimpl
@@ -58,6 +59,8 @@ WEBSOCKET_PROTOCOL = b"sec-websocket-protocol"
 KEY_HEADERS: tuple[bytes, ...] = (b"api-key", b"x-api-key", b"x-goog-api-key", b"ocp-apim-subscription-key")
 """Headers carrying a bare key, in precedence order after `Authorization`."""
 WEBSOCKET_KEY_PREFIX = "openai-insecure-api-key."
+BEARERS_REMEMBERED = 1024
+"""Distinct well-formed `Authorization: Bearer` values whose parse `HeaderCredentials` keeps."""
 QUERY_KEY = "key"
 QUERY_CREDENTIAL_NAMES = frozenset({"key", "api_key", "access_token"})
 GEMINI_METHODS = (":generateContent", ":streamGenerateContent")
@@ -150,6 +153,9 @@ class HeaderCredentials(Plugin[HeaderCredentialsConfig]):
         self._query_data = RoutePatterns(config.query_data_routes)
         self._gemini = config.query_key_for_gemini_routes
         self._max = config.max_length
+        self._bearers: dict[bytes, Credentials] = {}
+        """`Authorization` value -> its parsed credentials, the newest `BEARERS_REMEMBERED`: the same few keys
+        come back on every request, and `Credentials` are immutable. Process memory only, like the request."""
 
     # Sync on purpose: it never waits, and the runner calls sync hooks inline,
     # which measured cheaper than stepping a coroutine.
@@ -158,6 +164,9 @@ class HeaderCredentials(Plugin[HeaderCredentialsConfig]):
         """The request's one credential, `None` when there is none; 400 when malformed or ambiguous."""
         scope = request.scope
         wanted = self._wanted
+        # The common request carries one `Authorization` and no other source: it is kept aside
+        # (`bearer`) and `found`, which every other shape needs, is never built for it.
+        bearer: bytes | None = None
         found: dict[bytes, list[bytes]] | None = None
         for name, value in scope["headers"]:
             # Servers send lower-case names, so this skips most headers without
@@ -165,16 +174,30 @@ class HeaderCredentials(Plugin[HeaderCredentialsConfig]):
             if name not in wanted and (name.islower() or (name := name.lower()) not in wanted):
                 continue
             if found is None:
-                found = {name: [value]}
-            elif (seen := found.get(name)) is None:
+                if name == AUTHORIZATION and bearer is None:
+                    bearer = value
+                    continue
+                found = {AUTHORIZATION: [bearer]} if bearer is not None else {}
+            if (seen := found.get(name)) is None:
                 found[name] = [value]
             else:
                 seen.append(value)
         query: bytes = scope.get("query_string") or b""
         if found is None:
-            if not query:
-                return None
-            found = {}
+            if bearer is None:
+                if not query:
+                    return None
+                found = {}
+            else:
+                query_key = self._query_key(query, request.path) if query else None
+                if query_key is None:
+                    known = self._bearers.get(bearer)
+                    if known is not None:
+                        return known
+                    parsed = self._parse_bearer(bearer)
+                    if parsed is not None:
+                        return parsed
+                return self._compare_sources(request, {AUTHORIZATION: [bearer]}, query_key)
 
         override = self._override
         if override is not None and override in found:
@@ -186,21 +209,16 @@ class HeaderCredentials(Plugin[HeaderCredentialsConfig]):
             if value[:7].lower() == b"bearer ":
                 value = value[7:]
             return Credentials.of("api_key", self._token(value, override), override.decode())
-
         query_key = self._query_key(query, request.path) if query else None
-        if len(found) == 1 and query_key is None:
-            # The common request: one well-formed `Authorization: Bearer`, nothing
-            # to compare it with. Anything else takes the full path below.
-            values = found.get(AUTHORIZATION)
-            if values is not None and len(values) == 1:
-                value = values[0]
-                if (
-                    value[:7].lower() == b"bearer "
-                    and len(value) <= self._max + 7
-                    and _TOKEN.fullmatch(value, 7) is not None
-                ):
-                    return Credentials.of("api_key", value[7:].decode("ascii"), "authorization")
         return self._compare_sources(request, found, query_key)
+
+    def _parse_bearer(self, value: bytes) -> Credentials | None:
+        """A well-formed `Bearer <token>` value as credentials, remembered; `None` for anything else."""
+        if value[:7].lower() != b"bearer " or len(value) > self._max + 7 or _TOKEN.fullmatch(value, 7) is None:
+            return None
+        credentials = Credentials.of("api_key", value[7:].decode("ascii"), "authorization")
+        put_newest(self._bearers, value, credentials, BEARERS_REMEMBERED)
+        return credentials
 
     def _compare_sources(
         self, request: RequestContext, found: dict[bytes, list[bytes]], query_key: str | None

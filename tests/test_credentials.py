@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 
-from authcore.credentials import HeaderCredentials, HeaderCredentialsConfig
+from authcore.credentials import BEARERS_REMEMBERED, HeaderCredentials, HeaderCredentialsConfig
 from authcore.errors import MalformedCredentials
 from authcore.loader import entry_point_resolver
 from authcore.models import Credentials
@@ -497,3 +497,50 @@ class TestHeaderCredentialsConformance(PluginConformance):
         "query_key_routes": ["/custom/search"],
         "max_length": 2048,
     }
+
+
+# -- a remembered Authorization value -------------------------------------------------------------
+
+
+def _outcome(plugin: HeaderCredentials, headers: Sequence[Header], **where: Any) -> object:
+    try:
+        found = plugin.extract_credentials(request(headers, **where))
+    except MalformedCredentials as error:
+        return ("400", error.reason_id)
+    return None if found is None else (found.kind, found.reveal(), found.source)
+
+
+@pytest.mark.parametrize(
+    ("headers", "where"),
+    [
+        ([("authorization", f"Bearer {SECRET}")], {}),
+        ([("authorization", f"Bearer {SECRET}"), ("x-api-key", OTHER)], {}),
+        ([("authorization", f"Bearer {SECRET}"), ("x-api-key", SECRET)], {}),
+        ([("authorization", f"Bearer {SECRET}"), ("authorization", f"Bearer {SECRET}")], {}),
+        ([("authorization", f"Bearer {SECRET}"), ("x-litellm-api-key", OTHER)], {}),
+        ([("authorization", f"Bearer {SECRET}")], {"query": f"key={OTHER}".encode()}),
+        ([("authorization", f"Bearer {SECRET}")], {"query": f"key={OTHER}".encode(), "path": GEMINI}),
+        ([("authorization", f"Bearer {SECRET}")], {"query": b"stream=true"}),
+    ],
+    ids=["alone", "ambiguous", "agreeing", "repeated", "override", "key_in_url", "gemini_query", "other_query"],
+)
+def test_a_remembered_bearer_changes_no_decision(headers: Sequence[Header], where: dict[str, Any]) -> None:
+    fresh = _outcome(extractor(), headers, **where)
+    plugin = extractor()
+    # First the value alone, so that it is remembered; then the shape under test, twice.
+    assert _outcome(plugin, [("authorization", f"Bearer {SECRET}")]) == ("api_key", SECRET, "authorization")
+
+    assert _outcome(plugin, headers, **where) == fresh
+    assert _outcome(plugin, headers, **where) == fresh
+
+
+def test_remembered_bearers_are_bounded_and_only_well_formed() -> None:
+    plugin = extractor()
+    for index in range(BEARERS_REMEMBERED + 10):
+        plugin.extract_credentials(request([("authorization", f"Bearer sk-{index:06d}")]))
+    with pytest.raises(MalformedCredentials):
+        plugin.extract_credentials(request([("authorization", "Bearer sk-bad\u00a0key")]))
+
+    assert len(plugin._bearers) == BEARERS_REMEMBERED
+    assert b"Bearer sk-000000" not in plugin._bearers  # the oldest went first
+    assert all(b"\xa0" not in value for value in plugin._bearers)

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from authcore_virtual_keys.bounded import put_newest
+from authcore.bounded import put_newest
 from authcore_virtual_keys.end_users import EndUserCache
 from authcore_virtual_keys.invalidation import ALL, Change
 from authcore_virtual_keys.records import KeySnapshot

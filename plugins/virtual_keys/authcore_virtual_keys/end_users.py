@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from authcore_virtual_keys.bounded import put_newest
+from authcore.bounded import put_newest
 from authcore_virtual_keys.single_flight import SingleFlight
 
 DEFAULT_MODEL_FIELD: Final = "end_user_default_model"

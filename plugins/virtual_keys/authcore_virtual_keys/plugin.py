@@ -20,9 +20,9 @@ from authcore import (
     RequestContext,
     hookimpl,
 )
+from authcore.bounded import put_newest
 from authcore_virtual_keys.access import UnreadableModels, body_models
 from authcore_virtual_keys.admin import AdminApi
-from authcore_virtual_keys.bounded import put_newest
 from authcore_virtual_keys.cache import SnapshotCache
 from authcore_virtual_keys.checks import (
     BODY_METHODS,
