@@ -255,14 +255,13 @@ UNREAD: Any = object()
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-async def named_end_user(request: RequestContext, end_users: EndUserCheck) -> Any:
-    """A `NamedEndUser` when the request names an end user (headers, else the body's `user`), with its record;
-    else the parsed body (`UNREAD` when not parsed), so the common case allocates nothing.
+async def named_end_user(request: RequestContext, end_users: EndUserCheck, user_id: str | None) -> Any:
+    """A `NamedEndUser` when the request names an end user (`user_id` from `header_end_user`, else the body's
+    `user`), with its record; else the parsed body (`UNREAD` when not parsed), so the common case allocates nothing.
 
     Raises only when the record cannot be read (503); everything else is left to `NamedEndUser.check`.
     """
     body: Any = UNREAD
-    user_id = header_end_user(request.raw_headers, end_users.header)
     if user_id is None:
         if request.method not in BODY_METHODS:
             return UNREAD

@@ -31,6 +31,7 @@ from authcore_virtual_keys.checks import (
     InvalidRequest,
     KeyAccess,
     NamedEndUser,
+    header_end_user,
     named_end_user,
 )
 from authcore_virtual_keys.config import VirtualKeysConfig, check_secrets
@@ -155,30 +156,31 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if credentials.kind != "api_key":
             return None
         raw = credentials.reveal()
-        master = self._master
-        # A key seen before is not hashed again (`_tokens`): the hash is most of a cached key's cost.
-        known = self._tokens.get(raw)
-        if master is None:
-            if not raw.startswith(KEY_PREFIX):
+        # A key that resolved here before is a stored key, not the master key, and its hash is known:
+        # the hash is most of what a cached key costs.
+        token = self._tokens.get(raw)
+        remembered = token is not None
+        if token is None:
+            master = self._master
+            if master is None and not raw.startswith(KEY_PREFIX):
                 return None
-            token = self._hasher.token(raw) if known is None else known
-        else:
             # One hash serves both: the master key is compared by its hash under the same hasher.
-            token = self._hasher.token(raw) if known is None else known
-            if master.matches(token):
-                request.state[self._state_key] = _MASTER
-                named = request.state[self._end_user_key] = await named_end_user(request, self._end_users)
-                return _for_end_user(self._master_identity, named)
-            if not raw.startswith(KEY_PREFIX):
-                # Not a virtual key; in particular a stored hash is never accepted as one.
-                return None
+            token = self._hasher.token(raw)
+            if master is not None:
+                if master.matches(token):
+                    request.state[self._state_key] = _MASTER
+                    user_id = header_end_user(request.scope["headers"], self._end_users.header)
+                    return await self._with_end_user(request, self._master_identity, user_id)
+                if not raw.startswith(KEY_PREFIX):
+                    # Not a virtual key; in particular a stored hash is never accepted as one.
+                    return None
         cache = self._cache
         snapshot = cache.fresh(token)
         if snapshot is None:
             snapshot = await cache.get(token)
             if snapshot is None:
                 raise InvalidCredentials(reason_id="unknown_key")
-        if known is None:
+        if not remembered:
             # Only keys that exist: presenting made-up keys cannot push real ones out.
             put_newest(self._tokens, raw, token, TOKENS_REMEMBERED)
         access = snapshot.derived(self._state_key, self._access)
@@ -186,9 +188,21 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if access.expires_at is not None and time.time() >= access.expires_at:
             raise InvalidCredentials(reason_id="expired_key")
         request.state[self._state_key] = access
-        # The end user is found here, judged in `post_checks`: only the identity reaches the gateway.
-        named = request.state[self._end_user_key] = await named_end_user(request, self._end_users)
-        return _for_end_user(access.identity, named)
+        user_id = header_end_user(request.scope["headers"], self._end_users.header)
+        if user_id is None and request.method not in BODY_METHODS:
+            # No end user and no body to name one: the common GET, decided without another coroutine.
+            request.state[self._end_user_key] = UNREAD
+            return access.identity
+        return await self._with_end_user(request, access.identity, user_id)
+
+    async def _with_end_user(self, request: RequestContext, identity: Identity, user_id: str | None) -> Identity:
+        """`identity` for the end user the request names (`user_id` from the headers, else the body's `user`).
+
+        Found here and judged in `post_checks`, so that only the identity reaches the gateway;
+        `request.state` keeps what was found, or the body parsed on the way.
+        """
+        named = request.state[self._end_user_key] = await named_end_user(request, self._end_users, user_id)
+        return _for_end_user(identity, named)
 
     @hookimpl
     async def post_checks(self, request: RequestContext, identity: Identity) -> None:
