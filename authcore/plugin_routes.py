@@ -32,7 +32,8 @@ class StaticRoutes(BaseRoute):
         return path[len(root) :] if root and path.startswith(root) else path
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        route = self._by_path.get(self._route_path(scope))
+        # Every request passes here first: the usual empty root path is looked up without a call.
+        route = self._by_path.get(scope["path"] if not scope.get("root_path") else self._route_path(scope))
         if route is None:
             return Match.NONE, {}
         return route.matches(scope)
