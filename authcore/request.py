@@ -156,7 +156,8 @@ class RequestContext:
     async def json(self) -> Any:
         """The body parsed as JSON, or `None` when it is empty or not JSON."""
         if self._json is _UNSET:
-            raw = await self.body()
+            # The cached body without another coroutine: hooks often read the body before parsing it.
+            raw = self._body if self._body is not None else await self.body()
             try:
                 self._json = _parse_json(raw) if raw else None
             except (ValueError, UnicodeDecodeError):
@@ -172,7 +173,7 @@ class RequestContext:
         """Models the request asks for: the body's `model` and a model named in the path."""
         found: list[str] = []
         if self.method in ("POST", "PUT", "PATCH"):
-            data = await self.json()
+            data = self._json if self._json is not _UNSET else await self.json()
             if isinstance(data, dict):
                 model = data.get("model")
                 if isinstance(model, str) and model:

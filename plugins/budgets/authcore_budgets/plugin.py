@@ -218,7 +218,10 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         plan = self._plans.get(identity, models, view, now_ms)
         if plan is None:
             plan = self._plans.put(identity, models, view, now_ms, self._resolve(identity, models, view, now_ms))
-        charge = await self._price(request, models, plan) if models else None
+        charge = None
+        if models:
+            raw = await request.body()
+            charge = self._price(len(raw), await request.json() if raw else None, models, plan)
         rates = plan.rates
         if charge is None:
             if not rates:
@@ -276,12 +279,12 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         counters = _distinct([counter_for(rule, columns, now_ms, self._grace_ms) for rule in rules])
         return Plan(tuple(counters), tuple(rates), columns, bool(rules))
 
-    async def _price(self, request: RequestContext, models: Sequence[str], plan: Plan) -> tuple[int, str, int] | None:
-        """(amount, model, token bound) to charge: `None` for a free request, or an unpriced one nothing budgets."""
+    def _price(self, size: int, body: Any, models: Sequence[str], plan: Plan) -> tuple[int, str, int] | None:
+        """(amount, model, token bound) to charge for a body of `size` bytes parsed as `body`: `None` for a free
+        request, or an unpriced one nothing budgets."""
         pricer = self.pricer
-        raw = await request.body()
-        prompt = pricer.prompt_tokens(len(raw))
-        output = pricer.max_output_tokens(await request.json() if raw else None)
+        prompt = pricer.prompt_tokens(size)
+        output = pricer.max_output_tokens(body)
         priced: list[tuple[int, str]] = []
         for model in models:
             try:
