@@ -44,13 +44,14 @@ class AuthcoreMiddleware:
         self._found: Runner | None = None
 
     def _runner(self, scope: Scope) -> Runner | None:
+        """The runner given, else the one on `app.state`, remembered in `_found` while it runs.
+
+        `app.state` lookups cost more than the rest of the middleware; a new
+        lifespan stops the old runner, which sends us back to look again.
+        """
         if self.runner is not None:
+            self._found = self.runner
             return self.runner
-        found = self._found
-        if found is not None and found.started:
-            # `app.state` lookups cost more than the rest of the middleware; a new
-            # lifespan stops the old runner, which sends us back to look again.
-            return found
         app = scope.get("app")
         found = getattr(app.state, STATE_KEY, None) if app is not None else None
         self._found = found
@@ -61,7 +62,9 @@ class AuthcoreMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        runner = self._runner(scope)
+        runner = self._found
+        if runner is None or not runner.started:
+            runner = self._runner(scope)
         if runner is None or not runner.started:
             await self._deny(scope, receive, send, DependencyFailure(reason_id="runner_not_started"), None)
             return

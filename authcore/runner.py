@@ -129,7 +129,8 @@ class Runner:
         self.instances = list(instances)
         self.manager = register(self.instances)
         self.resources: Resources | None = None
-        self._started = False
+        self.started = False
+        """True between `startup` and `shutdown` (a plain attribute: the middleware reads it per request)."""
         calls = self._calls_by_hook()
         self.stages: dict[str, list[HookCall]] = {
             stage: self._order(stage, calls.get(stage, {})) for stage in hookspecs.DECISION_HOOKS
@@ -243,12 +244,12 @@ class Runner:
                     f"plugin instance {call.name!r} failed to start: {type(error).__name__}: {error}"
                 ) from error
             started.append(call)
-        self._started = True
+        self.started = True
 
     async def shutdown(self) -> None:
         """Shut every instance down in reverse order, then close shared connections."""
         await self._shutdown_instances(instance.name for instance in self.instances)
-        self._started = False
+        self.started = False
         if self.resources is not None:
             await self.resources.aclose()
 
@@ -261,10 +262,6 @@ class Runner:
                 await asyncio.wait_for(call.function() if call.is_async else _sync(call.function), 30.0)
             except Exception as error:  # noqa: BLE001 - one failing shutdown must not stop the others
                 logger.warning("plugin instance %r failed to shut down: %s", call.name, type(error).__name__)
-
-    @property
-    def started(self) -> bool:
-        return self._started
 
     # -- the request path ---------------------------------------------------
 
