@@ -264,6 +264,27 @@ def test_runner_from_app_state_via_lifespan() -> None:
         assert client.get("/ok").status_code == 401
 
 
+def test_a_restarted_app_is_served_by_its_new_runner() -> None:
+    from authcore.lifespan import authcore_lifespan
+    from authcore.loader import mapping_resolver
+
+    config = make_runner().config
+    app = Starlette(
+        routes=[Route("/ok", ok)],
+        middleware=[Middleware(AuthcoreMiddleware)],
+        lifespan=authcore_lifespan(config, resolve=mapping_resolver(TYPES)),
+    )
+    with TestClient(app) as client:
+        assert client.get("/ok", headers={"x-key": "good"}).status_code == 200
+        first = app.state.authcore_runner
+    # Stopped: the remembered runner must not keep serving.
+    assert TestClient(app).get("/ok", headers={"x-key": "good"}).status_code == 503
+    with TestClient(app) as client:
+        assert client.get("/ok", headers={"x-key": "good"}).status_code == 200
+        assert app.state.authcore_runner is not first
+        assert not first.started
+
+
 def test_non_http_scopes_pass_through() -> None:
     seen: list[str] = []
 
