@@ -5,11 +5,14 @@ uvicorn --factory bench.bare_app:authcore    # the same behind AuthcoreMiddlewar
 uvicorn --factory bench.bare_app:gateway     # authcore.gateway.app.create_app, 5 no-op plugins
 uvicorn --factory bench.bare_app:gateway_vk  # the bare route behind AuthcoreMiddleware, headers + virtual_keys
 uvicorn --factory bench.bare_app:gateway_vk_routes_last  # the same, plugin routes matched after the app's
+uvicorn --factory bench.bare_app:hashed_dict  # the bare route behind the least an API-key check can do
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import importlib
 import shutil
 import tempfile
@@ -20,7 +23,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authcore.lifespan import authcore_lifespan
 from authcore.middleware import AuthcoreMiddleware
@@ -116,3 +119,30 @@ def _gateway_vk(*, plugin_routes_last: bool) -> ASGIApp:
             shutil.rmtree(directory, ignore_errors=True)
 
     return Starlette(routes=own, middleware=[Middleware(AuthcoreMiddleware)], lifespan=lifespan)
+
+
+_YARDSTICK_SECRET = b"bench-yardstick-secret"
+
+
+class _HashedDictAuth:
+    """HMAC the bearer key and look it up in a dict; 401 otherwise. No plugins, trace or checks."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.keys = {hmac.new(_YARDSTICK_SECRET, API_KEY.encode(), hashlib.sha256).hexdigest(): "bench"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            presented = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+            token = hmac.new(_YARDSTICK_SECRET, presented[7:], hashlib.sha256).hexdigest()
+            owner = self.keys.get(token) if presented[:7].lower() == b"bearer " else None
+            if owner is None:
+                await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
+                return
+            scope["user"] = owner
+        await self.app(scope, receive, send)
+
+
+def hashed_dict() -> ASGIApp:
+    """A yardstick, not a product: the least an API-key middleware can do per request, for comparison."""
+    return Starlette(routes=routes(), middleware=[Middleware(_HashedDictAuth)])
