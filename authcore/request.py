@@ -70,7 +70,7 @@ class RequestContext:
     use to pass values to later stages; it never reaches the client.
     """
 
-    __slots__ = ("_body", "_headers", "_json", "_max_body", "_query", "_receive", "scope", "state")
+    __slots__ = ("_body", "_headers", "_json", "_max_body", "_query", "_receive", "method", "path", "scope", "state")
 
     def __init__(
         self,
@@ -80,6 +80,11 @@ class RequestContext:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.scope = scope
+        # Plain attributes, read by several hooks per request: a property would be a call each time.
+        self.method: str = scope.get("method", "GET")
+        """The HTTP method (`GET` for a websocket)."""
+        self.path: str = scope["path"]
+        """The route path from the ASGI scope (no host, no query string)."""
         self.state: dict[str, Any] = {}
         self._receive = receive or _no_body
         self._headers: Headers | None = None
@@ -87,15 +92,6 @@ class RequestContext:
         self._body: bytes | None = None
         self._json: Any = _UNSET
         self._max_body = max_body_bytes
-
-    @property
-    def method(self) -> str:
-        return self.scope.get("method", "GET")  # type: ignore[no-any-return]
-
-    @property
-    def path(self) -> str:
-        """The route path from the ASGI scope (no host, no query string)."""
-        return self.scope["path"]  # type: ignore[no-any-return]
 
     @property
     def is_websocket(self) -> bool:
@@ -167,7 +163,7 @@ class RequestContext:
     @property
     def path_model(self) -> str | None:
         """The model the path names (Azure `/deployments/<m>/...`, Gemini `/models/<m>:...`), if any."""
-        return _path_model(self.scope["path"])
+        return _path_model(self.path)
 
     async def requested_models(self) -> tuple[str, ...]:
         """Models the request asks for: the body's `model` and a model named in the path."""

@@ -272,7 +272,7 @@ class Runner:
         that cannot settle reservations, such as the `AuthenticationBackend` adapter).
         """
         trace = Trace()
-        path: str = request.scope["path"]
+        path = request.path
         policy = self.policy
         kind = policy.kinds.get(path)
         if kind is None:
