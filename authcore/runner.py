@@ -57,10 +57,31 @@ HOOK_ARGS: dict[str, tuple[str, ...]] = {
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit)
 
 
+_OUTCOME = {
+    "extract_credentials": "credentials",
+    "custom_auth": "decided",
+    "resolve_identity": "identity",
+    "post_checks": "pass",
+    "reserve_budget": "reserved",
+}
+
+
 class HookCall:
     """One instance's implementation of one hook, ready to call with the hook's full arguments."""
 
-    __slots__ = ("_picks", "blocking", "deadlines", "function", "is_async", "name", "plugin", "timeout")
+    __slots__ = (
+        "_picks",
+        "blocking",
+        "deadlines",
+        "empty",
+        "function",
+        "is_async",
+        "name",
+        "passed",
+        "plugin",
+        "stage",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -77,6 +98,11 @@ class HookCall:
         self.blocking = type(plugin).blocking and not self.is_async
         self.timeout = timeout
         self.deadlines = Deadlines(timeout)
+        self.stage = hook
+        # The trace outcomes of a call that returned something, and of one that returned `None`
+        # (for post_checks `None` is the pass itself, not an abstention).
+        self.passed = _OUTCOME.get(hook, "returned")
+        self.empty = "pass" if hook == "post_checks" else "abstain"
         spec = HOOK_ARGS[hook]
         # None when the implementation takes every argument in spec order (the common case).
         self._picks: tuple[int, ...] | None = (
@@ -112,13 +138,6 @@ class _Suspended:
         self.first = first
         self.start = start
 
-_OUTCOME = {
-    "extract_credentials": "credentials",
-    "custom_auth": "decided",
-    "resolve_identity": "identity",
-    "post_checks": "pass",
-    "reserve_budget": "reserved",
-}
 
 
 class Runner:
@@ -286,9 +305,9 @@ class Runner:
             credentials: Credentials | None = None
             identity: Identity | None = None
             for call in self._extract:
-                found = self._call(call, "extract_credentials", trace, (request,))
+                found = self._call(call, trace, (request,))
                 if found.__class__ is _Suspended:
-                    found = await self._resume(call, "extract_credentials", trace, found)
+                    found = await self._resume(call, trace, found)
                 if found is None:
                     continue
                 if not isinstance(found, Credentials):
@@ -300,9 +319,9 @@ class Runner:
                         "More than one credential was provided; send exactly one.", reason_id="ambiguous_credentials"
                     )
             for call in self._custom:
-                decided = self._call(call, "custom_auth", trace, (request, credentials))
+                decided = self._call(call, trace, (request, credentials))
                 if decided.__class__ is _Suspended:
-                    decided = await self._resume(call, "custom_auth", trace, decided)
+                    decided = await self._resume(call, trace, decided)
                 if decided is None:
                     continue
                 if isinstance(decided, Identity):
@@ -316,9 +335,9 @@ class Runner:
                 if credentials is None:
                     raise MissingCredentials(reason_id="no_credentials")
                 for call in self._resolve:
-                    resolved = self._call(call, "resolve_identity", trace, (request, credentials))
+                    resolved = self._call(call, trace, (request, credentials))
                     if resolved.__class__ is _Suspended:
-                        resolved = await self._resume(call, "resolve_identity", trace, resolved)
+                        resolved = await self._resume(call, trace, resolved)
                     if resolved is None:
                         continue
                     if not isinstance(resolved, Identity):
@@ -337,9 +356,9 @@ class Runner:
             denial: AuthcoreError | None = None
             for call in self._checks:
                 try:
-                    verdict = self._call(call, "post_checks", trace, (request, identity))
+                    verdict = self._call(call, trace, (request, identity))
                     if verdict.__class__ is _Suspended:
-                        verdict = await self._resume(call, "post_checks", trace, verdict)
+                        verdict = await self._resume(call, trace, verdict)
                     if verdict is not None:
                         # `False` or a "deny" string must not read as a pass.
                         raise self._violation(call, "post_checks", trace, verdict)
@@ -349,9 +368,9 @@ class Runner:
             if denial is not None:
                 raise denial
             for call in self._reserve if reserve else ():
-                held = self._call(call, "reserve_budget", trace, (request, identity))
+                held = self._call(call, trace, (request, identity))
                 if held.__class__ is _Suspended:
-                    held = await self._resume(call, "reserve_budget", trace, held)
+                    held = await self._resume(call, trace, held)
                 if held is not None:
                     if not isinstance(held, Reservation):
                         raise self._violation(call, "reserve_budget", trace, held)
@@ -399,7 +418,7 @@ class Runner:
     # stepped once there. Only a coroutine that really suspends (a database read, a Redis round trip)
     # is finished in `_resume`, so a cache hit costs the plugin's coroutine and no coroutine of ours.
 
-    def _call(self, call: HookCall, stage: str, trace: Trace, args: tuple[Any, ...]) -> Any:
+    def _call(self, call: HookCall, trace: Trace, args: tuple[Any, ...]) -> Any:
         """The hook's result, or `_Suspended` for `_resume` to await; records the step, turns failures into denies."""
         start = perf_counter_ns()
         try:
@@ -416,18 +435,17 @@ class Runner:
                 else:
                     return _Suspended(result, first, start)
         except AuthcoreError as error:
-            trace.add((stage, call.name, "deny", error.reason_id, perf_counter_ns() - start))
+            trace.add((call.stage, call.name, "deny", error.reason_id, perf_counter_ns() - start))
             raise
         except _PASS_THROUGH:
             raise
         except BaseException as error:  # noqa: BLE001 - fail closed on anything a plugin throws
-            raise self._failure(call, stage, trace, error, start) from None
-        # For post_checks `None` is the pass itself, not an abstention.
-        outcome = "abstain" if result is None and stage != "post_checks" else _OUTCOME[stage]
-        trace.add((stage, call.name, outcome, None, perf_counter_ns() - start))
+            raise self._failure(call, trace, error, start) from None
+        outcome = call.empty if result is None else call.passed
+        trace.add((call.stage, call.name, outcome, None, perf_counter_ns() - start))
         return result
 
-    async def _resume(self, call: HookCall, stage: str, trace: Trace, pending: _Suspended) -> Any:
+    async def _resume(self, call: HookCall, trace: Trace, pending: _Suspended) -> Any:
         """Finish a hook call `_call` left waiting, under the hook's timeout; as `_call` for the rest."""
         start = pending.start
         try:
@@ -437,20 +455,21 @@ class Runner:
                 # It suspended: only now is a timer worth arming.
                 result = await finish_with_timeout(pending.coro, pending.first, call.deadlines)
         except AuthcoreError as error:
-            trace.add((stage, call.name, "deny", error.reason_id, perf_counter_ns() - start))
+            trace.add((call.stage, call.name, "deny", error.reason_id, perf_counter_ns() - start))
             raise
         except _PASS_THROUGH:
             raise
         except BaseException as error:  # noqa: BLE001 - fail closed on anything a plugin throws
-            raise self._failure(call, stage, trace, error, start) from None
-        outcome = "abstain" if result is None and stage != "post_checks" else _OUTCOME[stage]
-        trace.add((stage, call.name, outcome, None, perf_counter_ns() - start))
+            raise self._failure(call, trace, error, start) from None
+        outcome = call.empty if result is None else call.passed
+        trace.add((call.stage, call.name, outcome, None, perf_counter_ns() - start))
         return result
 
     @staticmethod
-    def _failure(call: HookCall, stage: str, trace: Trace, error: BaseException, start: int) -> PluginFailure:
+    def _failure(call: HookCall, trace: Trace, error: BaseException, start: int) -> PluginFailure:
         """The deny for an exception a hook raised that is not an `AuthcoreError`, recorded in the trace."""
         elapsed = perf_counter_ns() - start
+        stage = call.stage
         if isinstance(error, TimeoutError):
             trace.add((stage, call.name, "timeout", "plugin_timeout", elapsed))
             logger.warning("plugin instance %r timed out in %s after %.3fs", call.name, stage, call.timeout)
