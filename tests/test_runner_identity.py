@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -92,3 +94,42 @@ def test_unknown_and_revoked_are_byte_identical_except_request_id() -> None:
 
     assert headers(unknown) == headers(revoked)
     assert unknown.headers[REQUEST_ID_HEADER] != revoked.headers[REQUEST_ID_HEADER]
+
+
+class Waiting(authcore.Plugin[authcore.EmptyConfig]):
+    """Resolves every key after a real wait, as a database read would."""
+
+    @authcore.hookimpl
+    async def resolve_identity(self, credentials: authcore.Credentials) -> authcore.Identity:
+        await asyncio.sleep(0.02)
+        return authcore.Identity("api_key", user_id="waited")
+
+
+class Declining(authcore.Plugin[authcore.EmptyConfig]):
+    cpu_only = True
+
+    @authcore.hookimpl
+    def resolve_identity(self, credentials: authcore.Credentials) -> None:
+        return None
+
+
+async def test_trace_records_each_call_whether_it_returned_at_once_or_waited() -> None:
+    types = {"key": KeyHeader, "declining": Declining, "waiting": Waiting}
+    plugins = {"k": "key", "declining": "declining", "waiting": "waiting"}
+    pipeline = {"extract_credentials": ["k"], "resolve_identity": ["declining", "waiting"]}
+    runner = await started(build_runner(types, plugins, pipeline))
+
+    result = await runner.authenticate(request(headers={"x-key": "sk-anything"}))
+
+    assert result.identity is not None
+    assert result.identity.user_id == "waited"
+    steps = [(s.stage, s.plugin, s.outcome) for s in result.trace.steps]
+    assert steps == [
+        ("extract_credentials", "k", "credentials"),
+        ("resolve_identity", "declining", "abstain"),
+        ("resolve_identity", "waiting", "identity"),
+        ("route", None, "pass"),
+    ]
+    waited = result.trace.steps[2]
+    # The step that suspended is timed from its call to its answer, across the wait.
+    assert waited.duration_us >= 15_000
