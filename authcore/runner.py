@@ -434,13 +434,8 @@ class Runner:
                     result = done.value
                 else:
                     return _Suspended(result, first, start)
-        except AuthcoreError as error:
-            trace.add((call.stage, call.name, "deny", error.reason_id, perf_counter_ns() - start))
-            raise
-        except _PASS_THROUGH:
-            raise
         except BaseException as error:  # noqa: BLE001 - fail closed on anything a plugin throws
-            raise self._failure(call, trace, error, start) from None
+            raise self._failed(call, trace, error, start)  # noqa: B904 - `_failed` decides the chaining
         outcome = call.empty if result is None else call.passed
         trace.add((call.stage, call.name, outcome, None, perf_counter_ns() - start))
         return result
@@ -454,30 +449,38 @@ class Runner:
             else:
                 # It suspended: only now is a timer worth arming.
                 result = await finish_with_timeout(pending.coro, pending.first, call.deadlines)
-        except AuthcoreError as error:
-            trace.add((call.stage, call.name, "deny", error.reason_id, perf_counter_ns() - start))
-            raise
-        except _PASS_THROUGH:
-            raise
         except BaseException as error:  # noqa: BLE001 - fail closed on anything a plugin throws
-            raise self._failure(call, trace, error, start) from None
+            raise self._failed(call, trace, error, start)  # noqa: B904 - `_failed` decides the chaining
         outcome = call.empty if result is None else call.passed
         trace.add((call.stage, call.name, outcome, None, perf_counter_ns() - start))
         return result
 
     @staticmethod
-    def _failure(call: HookCall, trace: Trace, error: BaseException, start: int) -> PluginFailure:
-        """The deny for an exception a hook raised that is not an `AuthcoreError`, recorded in the trace."""
+    def _failed(call: HookCall, trace: Trace, error: BaseException, start: int) -> BaseException:
+        """What to raise for an exception out of a hook call, recorded in the trace.
+
+        The process's own exceptions (cancellation, exit) pass unchanged and unrecorded; a plugin's
+        `AuthcoreError` is its deny; anything else becomes a `PluginFailure` (503), with the plugin's
+        exception left out of the chain: its message may quote the credential.
+        """
+        if isinstance(error, _PASS_THROUGH):
+            return error
         elapsed = perf_counter_ns() - start
         stage = call.stage
+        if isinstance(error, AuthcoreError):
+            trace.add((stage, call.name, "deny", error.reason_id, elapsed))
+            return error
         if isinstance(error, TimeoutError):
             trace.add((stage, call.name, "timeout", "plugin_timeout", elapsed))
             logger.warning("plugin instance %r timed out in %s after %.3fs", call.name, stage, call.timeout)
-            return PluginFailure(reason_id="plugin_timeout")
-        trace.add((stage, call.name, "error", "plugin_error", elapsed))
-        # The type only: exception messages can carry the credential.
-        logger.warning("plugin instance %r raised %s in %s", call.name, type(error).__name__, stage)
-        return PluginFailure(reason_id="plugin_error")
+            failure = PluginFailure(reason_id="plugin_timeout")
+        else:
+            trace.add((stage, call.name, "error", "plugin_error", elapsed))
+            # The type only, for the same reason.
+            logger.warning("plugin instance %r raised %s in %s", call.name, type(error).__name__, stage)
+            failure = PluginFailure(reason_id="plugin_error")
+        failure.__suppress_context__ = True  # as `raise failure from None`
+        return failure
 
     @staticmethod
     def _violation(call: HookCall, stage: str, trace: Trace, value: object) -> PluginFailure:

@@ -249,31 +249,27 @@ def test_runner_not_started_is_503() -> None:
         assert caught.value.code == 1008
 
 
-def test_runner_from_app_state_via_lifespan() -> None:
+def lifespan_app() -> Starlette:
+    """An app whose runner `authcore_lifespan` starts and stores on `app.state`."""
     from authcore.lifespan import authcore_lifespan
     from authcore.loader import mapping_resolver
 
-    config = make_runner().config
-    app = Starlette(
+    return Starlette(
         routes=[Route("/ok", ok)],
         middleware=[Middleware(AuthcoreMiddleware)],
-        lifespan=authcore_lifespan(config, resolve=mapping_resolver(TYPES)),
+        lifespan=authcore_lifespan(make_runner().config, resolve=mapping_resolver(TYPES)),
     )
+
+
+def test_runner_from_app_state_via_lifespan() -> None:
+    app = lifespan_app()
     with TestClient(app) as client:
         assert client.get("/ok", headers={"x-key": "good"}).status_code == 200
         assert client.get("/ok").status_code == 401
 
 
 def test_a_restarted_app_is_served_by_its_new_runner() -> None:
-    from authcore.lifespan import authcore_lifespan
-    from authcore.loader import mapping_resolver
-
-    config = make_runner().config
-    app = Starlette(
-        routes=[Route("/ok", ok)],
-        middleware=[Middleware(AuthcoreMiddleware)],
-        lifespan=authcore_lifespan(config, resolve=mapping_resolver(TYPES)),
-    )
+    app = lifespan_app()
     with TestClient(app) as client:
         assert client.get("/ok", headers={"x-key": "good"}).status_code == 200
         first = app.state.authcore_runner

@@ -217,3 +217,20 @@ async def test_fault_outside_a_plugin_call_still_denies_with_503() -> None:
     assert result.identity is None
     assert result.error is not None
     assert result.error.reason_id == "internal_error"
+
+
+@pytest.mark.parametrize("is_async", [True, False], ids=["async", "sync"])
+async def test_a_plugin_exception_is_not_chained_to_the_deny(is_async: bool) -> None:
+    secret = "sk-CANARY-in-an-exception-message"
+    result = await run_stage(
+        "resolve_identity", make_type("resolve_identity", raiser(RuntimeError(secret)), is_async=is_async)
+    )
+
+    assert result.error is not None
+    assert result.error.reason_id == "plugin_error"
+    # Whoever logs the deny with its traceback must not print the plugin's message along with it.
+    import traceback
+
+    printed = "".join(traceback.format_exception(result.error))
+    assert secret not in printed
+    assert "RuntimeError" not in printed
