@@ -12,6 +12,11 @@ Any other exception, a timeout, or a value of the wrong type denies with 503.
 A deny stops the pipeline: no later plugin gets a chance to allow.
 Wrapper implementations (`wrapper=True`, `hookwrapper=True`) are refused, and
 `tryfirst`/`trylast` are ignored: order is configuration.
+
+A decision hook may be a plain function (on a `cpu_only` class) that returns a
+coroutine when it has to wait: the runner awaits it as it would an async
+implementation's, under the same timeout. Its common path (a cache hit) is then
+a plain call, without a coroutine.
 """
 
 from __future__ import annotations

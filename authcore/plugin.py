@@ -46,7 +46,9 @@ class Plugin(Generic[ConfigT]):
     api_version: ClassVar[int] = API_VERSION
     Config: ClassVar[type[BaseModel]] = EmptyConfig
     cpu_only: ClassVar[bool] = False
-    """Declares that sync hook methods only compute (no I/O): they are called inline, without a timeout."""
+    """Declares that sync hook methods only compute (no I/O): they are called inline, without a timeout.
+
+    One that must sometimes wait returns a coroutine for that part, which the runner awaits under the timeout."""
     blocking: ClassVar[bool] = False
     """Set to True when sync hook methods do I/O: they then run in a worker thread under the timeout."""
     migrations: ClassVar[Migrations | None] = None

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter_ns
+from types import CoroutineType
 from typing import Any
 
 from pydantic import BaseModel
@@ -427,7 +428,8 @@ class Runner:
             if call.blocking:
                 return _Suspended(asyncio.to_thread(call.function, *args), None, start)
             result = call.function(*args)
-            if call.is_async:
+            # An async hook's coroutine, or one a sync hook returned for the part that must wait.
+            if result.__class__ is CoroutineType:
                 try:
                     first = result.send(None)
                 except StopIteration as done:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -133,3 +134,69 @@ async def test_trace_records_each_call_whether_it_returned_at_once_or_waited() -
     waited = result.trace.steps[2]
     # The step that suspended is timed from its call to its answer, across the wait.
     assert waited.duration_us >= 15_000
+
+
+class CacheFirst(authcore.Plugin[authcore.EmptyConfig]):
+    """A sync resolver that answers cached keys at once and returns a coroutine to look the others up."""
+
+    cpu_only = True
+    lookup_s = 0.02
+    lookups = 0
+
+    def __init__(self, name: str, config: authcore.EmptyConfig) -> None:
+        super().__init__(name, config)
+        self.cached: dict[str, authcore.Identity] = {}
+
+    @authcore.hookimpl
+    def resolve_identity(self, credentials: authcore.Credentials) -> Any:
+        key = credentials.reveal()
+        found = self.cached.get(key)
+        return found if found is not None else self._look_up(key)
+
+    async def _look_up(self, key: str) -> authcore.Identity | None:
+        type(self).lookups += 1
+        await asyncio.sleep(type(self).lookup_s)
+        if key == "sk-broken":
+            raise RuntimeError(f"lookup of {key} failed")
+        if not key.startswith("sk-"):
+            return None
+        identity = self.cached[key] = authcore.Identity("api_key", user_id=f"u-{key}")
+        return identity
+
+
+def cache_first_runner(timeout_s: float = 1.0) -> Any:
+    return build_runner(
+        {"key": KeyHeader, "cache": CacheFirst},
+        {"k": "key", "cache": {"use": "cache", "timeout_s": timeout_s}},
+        {"extract_credentials": ["k"], "resolve_identity": ["cache"]},
+    )
+
+
+async def test_a_sync_hook_may_return_a_coroutine_for_the_part_that_waits() -> None:
+    CacheFirst.lookups, CacheFirst.lookup_s = 0, 0.02
+    runner = await started(cache_first_runner())
+
+    first = await runner.authenticate(request(headers={"x-key": "sk-one"}))
+    second = await runner.authenticate(request(headers={"x-key": "sk-one"}))
+    unknown = await runner.authenticate(request(headers={"x-key": "other"}))
+    broken = await runner.authenticate(request(headers={"x-key": "sk-broken"}))
+
+    assert first.identity is not None
+    assert first.identity.user_id == "u-sk-one"
+    assert second.identity == first.identity
+    assert CacheFirst.lookups == 3  # the second request was answered from the cache, without a lookup
+    assert unknown.status_code == 401  # the coroutine's `None` abstains like any other
+    assert broken.error is not None
+    assert broken.error.reason_id == "plugin_error"
+    assert first.trace.steps[1].duration_us >= 15_000
+
+
+async def test_the_coroutine_a_sync_hook_returns_runs_under_its_timeout() -> None:
+    CacheFirst.lookups, CacheFirst.lookup_s = 0, 1.0
+    runner = await started(cache_first_runner(timeout_s=0.05))
+
+    result = await runner.authenticate(request(headers={"x-key": "sk-slow"}))
+
+    assert result.status_code == 503
+    assert result.error is not None
+    assert result.error.reason_id == "plugin_timeout"
