@@ -123,7 +123,11 @@ class HookCall:
             return await await_with_timeout(self.function(*args), self.deadlines)
         if self.blocking:
             return await asyncio.wait_for(asyncio.to_thread(self.function, *args), self.timeout)
-        return self.function(*args)
+        result = self.function(*args)
+        if result.__class__ is CoroutineType:
+            # A sync hook's part that must wait, awaited as the runner does.
+            return await await_with_timeout(result, self.deadlines)
+        return result
 
 
 _ROUTE_PASS = ("route", None, "pass", None, 0)

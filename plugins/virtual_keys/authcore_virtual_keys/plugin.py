@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from authcore import (
     Credentials,
@@ -55,11 +55,17 @@ class _MasterKey:
 _MASTER = _MasterKey()
 
 
+Pending = Coroutine[Any, Any, Identity]
+"""What a request-path hook returns for the part that must wait; the runner awaits it."""
+
+
 class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
     """LiteLLM-style virtual keys: `sk-` keys stored as HMAC-SHA-256 hashes, a master key, and `/key/*` admin routes."""
 
     Config = VirtualKeysConfig
     migrations = MIGRATIONS
+    cpu_only = True
+    """Its sync hooks compute only; what must wait is returned as a coroutine, which the runner awaits."""
 
     def __init__(self, name: str, config: VirtualKeysConfig) -> None:
         super().__init__(name, config)
@@ -150,8 +156,11 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
     def _access(self, snapshot: KeySnapshot) -> KeyAccess:
         return KeyAccess(snapshot, self.name, self._access_groups)
 
+    # The two request-path hooks are plain functions that return a coroutine only for what must wait
+    # (a database read, the body, an end user's row): a cached key is answered without a coroutine.
+
     @hookimpl
-    async def resolve_identity(self, request: RequestContext, credentials: Credentials) -> Identity | None:
+    def resolve_identity(self, request: RequestContext, credentials: Credentials) -> Identity | Pending | None:
         """The master key, or a stored `sk-` key; `None` for other credentials."""
         if credentials.kind != "api_key":
             return None
@@ -159,7 +168,6 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         # A key that resolved here before is a stored key, not the master key, and its hash is known:
         # the hash is most of what a cached key costs.
         token = self._tokens.get(raw)
-        remembered = token is not None
         if token is None:
             master = self._master
             if master is None and not raw.startswith(KEY_PREFIX):
@@ -170,19 +178,28 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
                 if master.matches(token):
                     request.state[self._state_key] = _MASTER
                     user_id = header_end_user(request.scope["headers"], self._end_users.header)
-                    return await self._with_end_user(request, self._master_identity, user_id)
+                    return self._with_end_user(request, self._master_identity, user_id)
                 if not raw.startswith(KEY_PREFIX):
                     # Not a virtual key; in particular a stored hash is never accepted as one.
                     return None
-        cache = self._cache
-        snapshot = cache.fresh(token)
+            return self._load_key(request, raw, token)
+        snapshot = self._cache.fresh(token)
         if snapshot is None:
-            snapshot = await cache.get(token)
-            if snapshot is None:
-                raise InvalidCredentials(reason_id="unknown_key")
-        if not remembered:
-            # Only keys that exist: presenting made-up keys cannot push real ones out.
-            put_newest(self._tokens, raw, token, TOKENS_REMEMBERED)
+            return self._load_key(request, raw, token)
+        return self._key_identity(request, snapshot)
+
+    async def _load_key(self, request: RequestContext, raw: str, token: str) -> Identity:
+        """`resolve_identity` for a key not in the cache, or seen for the first time: read it, then go on."""
+        snapshot = await self._cache.get(token)
+        if snapshot is None:
+            raise InvalidCredentials(reason_id="unknown_key")
+        # Only keys that exist: presenting made-up keys cannot push real ones out.
+        put_newest(self._tokens, raw, token, TOKENS_REMEMBERED)
+        found = self._key_identity(request, snapshot)
+        return found if isinstance(found, Identity) else await found
+
+    def _key_identity(self, request: RequestContext, snapshot: KeySnapshot) -> Identity | Pending:
+        """The identity of a stored key, checked for expiry now, for the end user the request names."""
         access = snapshot.derived(self._state_key, self._access)
         # Checked on every request, not when the cache was filled.
         if access.expires_at is not None and time.time() >= access.expires_at:
@@ -190,10 +207,10 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         request.state[self._state_key] = access
         user_id = header_end_user(request.scope["headers"], self._end_users.header)
         if user_id is None and request.method not in BODY_METHODS:
-            # No end user and no body to name one: the common GET, decided without another coroutine.
+            # No end user and no body to name one: the common GET, decided without waiting.
             request.state[self._end_user_key] = UNREAD
             return access.identity
-        return await self._with_end_user(request, access.identity, user_id)
+        return self._with_end_user(request, access.identity, user_id)
 
     async def _with_end_user(self, request: RequestContext, identity: Identity, user_id: str | None) -> Identity:
         """`identity` for the end user the request names (`user_id` from the headers, else the body's `user`).
@@ -205,10 +222,10 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         return _for_end_user(identity, named)
 
     @hookimpl
-    async def post_checks(self, request: RequestContext, identity: Identity) -> None:
+    def post_checks(self, request: RequestContext, identity: Identity) -> Coroutine[Any, Any, None] | None:
         """Blocked key or team, deactivated user, blocked end user, and models (fallbacks included) -> 403."""
         if identity.plugin != self.name:
-            return
+            return None
         # Set with the identity in `resolve_identity`: a `NamedEndUser`, else the body as parsed there.
         named = request.state.get(self._end_user_key, UNREAD)
         if isinstance(named, NamedEndUser):
@@ -218,18 +235,23 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
             body = named
         resolved = request.state.get(self._state_key)
         if resolved is _MASTER and identity.auth_method == "master_key":
-            return
+            return None
         if not isinstance(resolved, KeyAccess):
             # An identity carrying this instance's name that it did not resolve: never trust it.
             raise Forbidden(reason_id="identity_not_resolved_here")
         if not resolved.restricts:
             resolved.check(())
-            return
+            return None
         if request.method not in BODY_METHODS:
-            # No body to read: only the path can name a model (what `requested_models` would say, unawaited).
+            # No body to read: only the path can name a model (what `requested_models` would say).
             named_model = request.path_model
             resolved.check(() if named_model is None else (named_model,))
-            return
+            return None
+        return self._check_body_models(request, resolved, body)
+
+    @staticmethod
+    async def _check_body_models(request: RequestContext, resolved: KeyAccess, body: Any) -> None:
+        """The models a request with a body asks for (fallbacks included) are all allowed to the key."""
         models = list(await request.requested_models())
         try:
             models.extend(body_models(await request.json() if body is UNREAD else body))
