@@ -144,7 +144,6 @@ class _Suspended:
         self.start = start
 
 
-
 class Runner:
     """Runs the configured pipeline for requests. Build it with `Runner.from_config`."""
 
