@@ -255,16 +255,15 @@ UNREAD: Any = object()
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-async def named_end_user(request: RequestContext, end_users: EndUserCheck, user_id: str | None) -> Any:
+async def find_end_user(request: RequestContext, end_users: EndUserCheck, user_id: str | None) -> Any:
     """A `NamedEndUser` when the request names an end user (`user_id` from `header_end_user`, else the body's
-    `user`), with its record; else the parsed body (`UNREAD` when not parsed), so the common case allocates nothing.
+    `user`: call it only when there is a body or a `user_id`), with its record; else the
+    parsed body (`UNREAD` when unreadable), so the common case allocates nothing.
 
     Raises only when the record cannot be read (503); everything else is left to `NamedEndUser.check`.
     """
     body: Any = UNREAD
     if user_id is None:
-        if request.method not in BODY_METHODS:
-            return UNREAD
         try:
             body = await request.json()
         except Exception:  # noqa: BLE001 - an unreadable body names no end user; the model check reads it again

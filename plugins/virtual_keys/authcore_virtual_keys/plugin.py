@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -31,8 +31,8 @@ from authcore_virtual_keys.checks import (
     InvalidRequest,
     KeyAccess,
     NamedEndUser,
+    find_end_user,
     header_end_user,
-    named_end_user,
 )
 from authcore_virtual_keys.config import VirtualKeysConfig, check_secrets
 from authcore_virtual_keys.end_users import EndUserCache, EndUserRecord, end_user_from_row
@@ -177,8 +177,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
             if master is not None:
                 if master.matches(token):
                     request.state[self._state_key] = _MASTER
-                    user_id = header_end_user(request.scope["headers"], self._end_users.header)
-                    return self._with_end_user(request, self._master_identity, user_id)
+                    return self._for_end_user(request, self._master_identity)
                 if not raw.startswith(KEY_PREFIX):
                     # Not a virtual key; in particular a stored hash is never accepted as one.
                     return None
@@ -205,21 +204,21 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if access.expires_at is not None and time.time() >= access.expires_at:
             raise InvalidCredentials(reason_id="expired_key")
         request.state[self._state_key] = access
+        return self._for_end_user(request, access.identity)
+
+    def _for_end_user(self, request: RequestContext, identity: Identity) -> Identity | Pending:
+        """`identity` for the end user the request names, found here and judged in `post_checks` (only the
+        identity reaches the gateway); `request.state` keeps what was found, or the body parsed on the way."""
         user_id = header_end_user(request.scope["headers"], self._end_users.header)
         if user_id is None and request.method not in BODY_METHODS:
-            # No end user and no body to name one: the common GET, decided without waiting.
+            # No end user in the headers and no body to name one: the common GET, decided without waiting.
             request.state[self._end_user_key] = UNREAD
-            return access.identity
-        return self._with_end_user(request, access.identity, user_id)
+            return identity
+        return self._with_end_user(request, identity, find_end_user(request, self._end_users, user_id))
 
-    async def _with_end_user(self, request: RequestContext, identity: Identity, user_id: str | None) -> Identity:
-        """`identity` for the end user the request names (`user_id` from the headers, else the body's `user`).
-
-        Found here and judged in `post_checks`, so that only the identity reaches the gateway;
-        `request.state` keeps what was found, or the body parsed on the way.
-        """
-        named = request.state[self._end_user_key] = await named_end_user(request, self._end_users, user_id)
-        return _for_end_user(identity, named)
+    async def _with_end_user(self, request: RequestContext, identity: Identity, finding: Awaitable[Any]) -> Identity:
+        named = request.state[self._end_user_key] = await finding
+        return _identity_for(identity, named)
 
     @hookimpl
     def post_checks(self, request: RequestContext, identity: Identity) -> Coroutine[Any, Any, None] | None:
@@ -260,7 +259,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         resolved.check(models)
 
 
-def _for_end_user(identity: Identity, named: object) -> Identity:
+def _identity_for(identity: Identity, named: object) -> Identity:
     """`identity` for the request's end user, when it names one: its id in `end_user_id` (budgets count
     end-user spend by it), the row's budget in `limits["end_user"]`, and what the gateway must apply
     (default model and region, `end_users.DEFAULT_MODEL_FIELD`, `REGION_FIELD`) in `metadata`.
