@@ -14,6 +14,8 @@ from starlette.types import Message, Receive, Scope
 from authcore.errors import MalformedCredentials, PayloadTooLarge
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+"""Methods whose body can name models (`requested_models` reads it only for these)."""
 
 # Models named in the path by Azure- and Gemini-style routes.
 _PATH_MODEL = re.compile(r"/(?:deployments|models)/([^/:]+)(?::|/|$)")
@@ -152,8 +154,25 @@ class RequestContext:
     async def json(self) -> Any:
         """The body parsed as JSON, or `None` when it is empty or not JSON."""
         if self._json is _UNSET:
-            # The cached body without another coroutine: hooks often read the body before parsing it.
-            raw = self._body if self._body is not None else await self.body()
+            if self._body is None:
+                await self.body()
+            return self.read_json()
+        return self._json
+
+    @property
+    def read_body(self) -> bytes | None:
+        """The body if a hook has already read it, else `None` (then await `body()`).
+
+        With it, a hook can decide at once when the body is at hand and wait only when it is not.
+        """
+        return self._body
+
+    def read_json(self) -> Any:
+        """What `json()` returns, for a body already read (`read_body` is not `None`)."""
+        if self._json is _UNSET:
+            raw = self._body
+            if raw is None:
+                raise RuntimeError("read_json() before the body was read: await json() instead")
             try:
                 self._json = _parse_json(raw) if raw else None
             except (ValueError, UnicodeDecodeError):
@@ -167,17 +186,21 @@ class RequestContext:
 
     async def requested_models(self) -> tuple[str, ...]:
         """Models the request asks for: the body's `model` and a model named in the path."""
-        found: list[str] = []
-        if self.method in ("POST", "PUT", "PATCH"):
-            data = self._json if self._json is not _UNSET else await self.json()
+        if self._body is None and self.method in BODY_METHODS:
+            await self.body()
+        return self.read_models()
+
+    def read_models(self) -> tuple[str, ...]:
+        """What `requested_models()` returns, for a body already read or a method without one (`GET`...)."""
+        model = None
+        if self.method in BODY_METHODS:
+            data = self.read_json()
             if isinstance(data, dict):
                 model = data.get("model")
-                if isinstance(model, str) and model:
-                    found.append(model)
-        named = self.path_model
-        if named is not None and named not in found:
-            found.append(named)
-        return tuple(found)
+        named = _path_model(self.path)
+        if isinstance(model, str) and model:
+            return (model,) if named is None or named == model else (model, named)
+        return () if named is None else (named,)
 
     def replay_receive(self) -> Receive:
         """A `receive` for the app: the body already read, then the live channel."""

@@ -61,3 +61,50 @@ async def test_what_json_loads_refuses_is_no_json(raw: bytes) -> None:
         json.loads(raw)
     assert await RequestContext(scope(), receiver(raw)).json() is None
     assert await RequestContext(scope(), receiver(raw)).requested_models() == ()
+
+
+def request_for(method: str, path: str, raw: bytes) -> RequestContext:
+    return RequestContext({**scope(), "method": method, "path": path}, receiver(raw))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "models"),
+    [
+        ("POST", "/v1/chat/completions", b'{"model": "m1"}', ("m1",)),
+        ("POST", "/openai/deployments/m2/chat/completions", b'{"model": "m1"}', ("m1", "m2")),
+        ("POST", "/openai/deployments/m1/chat/completions", b'{"model": "m1"}', ("m1",)),
+        ("POST", "/v1beta/models/m2:generateContent", b"", ("m2",)),
+        ("POST", "/v1/chat/completions", b'{"model": ""}', ()),
+        ("POST", "/v1/chat/completions", b'{"model": ["m1"]}', ()),
+        ("PATCH", "/v1/chat/completions", b'["m1"]', ()),
+        # A GET's body is not read for models: only the path names one.
+        ("GET", "/v1/models/m3", b'{"model": "m1"}', ("m3",)),
+        ("GET", "/v1/models", b'{"model": "m1"}', ()),
+    ],
+)
+async def test_read_models_is_what_requested_models_returns(
+    method: str, path: str, raw: bytes, models: tuple[str, ...]
+) -> None:
+    assert await request_for(method, path, raw).requested_models() == models
+    request = request_for(method, path, raw)
+    await request.body()
+    assert request.read_models() == models
+    if method == "GET":
+        # Nothing to wait for: no body is needed.
+        assert request_for(method, path, raw).read_models() == models
+
+
+async def test_what_is_read_is_at_hand_only_after_it_is_read() -> None:
+    request = request_for("POST", "/v1/chat/completions", b'{"model": "m1"}')
+    assert request.read_body is None
+    with pytest.raises(RuntimeError):
+        request.read_json()
+    with pytest.raises(RuntimeError):
+        request.read_models()
+    assert await request.body() == b'{"model": "m1"}'
+    assert request.read_body == b'{"model": "m1"}'
+    assert request.read_json() == {"model": "m1"}
+    assert request.read_json() is await request.json()
+    not_json = request_for("POST", "/v1/chat/completions", b"{")
+    await not_json.body()
+    assert not_json.read_json() is None

@@ -229,16 +229,12 @@ class EndUserCheck:
 class NamedEndUser:
     """The end user a request names, as `resolve_identity` found it, for `post_checks` to judge.
 
-    The body parsed on the way is kept (`body`, else `UNREAD`) so the model check does not parse it again.
     A malformed `user` or a failed judgement is raised by `check`, in `post_checks`, like every 403/400.
     """
 
-    __slots__ = ("body", "error", "record", "user_id")
+    __slots__ = ("error", "record", "user_id")
 
-    def __init__(
-        self, body: Any, user_id: str | None, record: EndUserRecord | None, error: AuthcoreError | None
-    ) -> None:
-        self.body = body
+    def __init__(self, user_id: str | None, record: EndUserRecord | None, error: AuthcoreError | None) -> None:
         self.user_id = user_id
         self.record = record
         self.error = error
@@ -250,33 +246,26 @@ class NamedEndUser:
             end_users.judge(self.record)
 
 
-UNREAD: Any = object()
-"""The body was not parsed (not needed, or parsing failed and is left to the model check)."""
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-async def find_end_user(request: RequestContext, end_users: EndUserCheck, user_id: str | None) -> Any:
+async def find_end_user(request: RequestContext, end_users: EndUserCheck, user_id: str | None) -> NamedEndUser | None:
     """A `NamedEndUser` when the request names an end user (`user_id` from `header_end_user`, else the body's
-    `user`: call it only when there is a body or a `user_id`), with its record; else the
-    parsed body (`UNREAD` when unreadable), so the common case allocates nothing.
+    `user`: call it only when there is a body or a `user_id`), with its record; else `None`.
 
     Raises only when the record cannot be read (503); everything else is left to `NamedEndUser.check`.
     """
-    body: Any = UNREAD
     if user_id is None:
         try:
             body = await request.json()
         except Exception:  # noqa: BLE001 - an unreadable body names no end user; the model check reads it again
-            return UNREAD
+            return None
         if not isinstance(body, Mapping) or body.get("user") is None:
-            return body
+            return None
         try:
             user_id = body_end_user(body)
         except InvalidRequest as error:
-            return NamedEndUser(body, None, None, error)
+            return NamedEndUser(None, None, error)
         assert user_id is not None
     try:
         record = await end_users.find(user_id)
     except InvalidRequest as error:
-        return NamedEndUser(body, user_id, None, error)
-    return NamedEndUser(body, user_id, record, None)
+        return NamedEndUser(user_id, None, error)
+    return NamedEndUser(user_id, record, None)

@@ -21,12 +21,11 @@ from authcore import (
     hookimpl,
 )
 from authcore.bounded import put_newest
+from authcore.request import BODY_METHODS
 from authcore_virtual_keys.access import UnreadableModels, body_models
 from authcore_virtual_keys.admin import AdminApi
 from authcore_virtual_keys.cache import SnapshotCache
 from authcore_virtual_keys.checks import (
-    BODY_METHODS,
-    UNREAD,
     EndUserCheck,
     InvalidRequest,
     KeyAccess,
@@ -208,15 +207,16 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
 
     def _for_end_user(self, request: RequestContext, identity: Identity) -> Identity | Pending:
         """`identity` for the end user the request names, found here and judged in `post_checks` (only the
-        identity reaches the gateway); `request.state` keeps what was found, or the body parsed on the way."""
+        identity reaches the gateway); `request.state` keeps what was found (`None`: none named)."""
         user_id = header_end_user(request.scope["headers"], self._end_users.header)
         if user_id is None and request.method not in BODY_METHODS:
             # No end user in the headers and no body to name one: the common GET, decided without waiting.
-            request.state[self._end_user_key] = UNREAD
             return identity
         return self._with_end_user(request, identity, find_end_user(request, self._end_users, user_id))
 
-    async def _with_end_user(self, request: RequestContext, identity: Identity, finding: Awaitable[Any]) -> Identity:
+    async def _with_end_user(
+        self, request: RequestContext, identity: Identity, finding: Awaitable[NamedEndUser | None]
+    ) -> Identity:
         named = request.state[self._end_user_key] = await finding
         return _identity_for(identity, named)
 
@@ -225,13 +225,10 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         """Blocked key or team, deactivated user, blocked end user, and models (fallbacks included) -> 403."""
         if identity.plugin != self.name:
             return None
-        # Set with the identity in `resolve_identity`: a `NamedEndUser`, else the body as parsed there.
-        named = request.state.get(self._end_user_key, UNREAD)
+        # Set with the identity in `resolve_identity`: a `NamedEndUser`, or `None` when it names none.
+        named = request.state.get(self._end_user_key)
         if isinstance(named, NamedEndUser):
             named.check(self._end_users)
-            body = named.body
-        else:
-            body = named
         resolved = request.state.get(self._state_key)
         if resolved is _MASTER and identity.auth_method == "master_key":
             return None
@@ -241,22 +238,28 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if not resolved.restricts:
             resolved.check(())
             return None
-        if request.method not in BODY_METHODS:
-            # No body to read: only the path can name a model (what `requested_models` would say).
-            named_model = request.path_model
-            resolved.check(() if named_model is None else (named_model,))
-            return None
-        return self._check_body_models(request, resolved, body)
+        if request.read_body is None and request.method in BODY_METHODS:
+            return _check_models_after_body(request, resolved)
+        _check_models(request, resolved)
+        return None
 
-    @staticmethod
-    async def _check_body_models(request: RequestContext, resolved: KeyAccess, body: Any) -> None:
-        """The models a request with a body asks for (fallbacks included) are all allowed to the key."""
-        models = list(await request.requested_models())
+
+def _check_models(request: RequestContext, resolved: KeyAccess) -> None:
+    """The models the request asks for (the body's fallbacks too) are all allowed to the key; the body is read."""
+    models = request.read_models()
+    if request.method in BODY_METHODS:
         try:
-            models.extend(body_models(await request.json() if body is UNREAD else body))
+            fallbacks = body_models(request.read_json())
         except UnreadableModels as error:
             raise InvalidRequest(str(error), reason_id="unreadable_models", param="fallbacks") from None
-        resolved.check(models)
+        if fallbacks:
+            models = (*models, *fallbacks)
+    resolved.check(models)
+
+
+async def _check_models_after_body(request: RequestContext, resolved: KeyAccess) -> None:
+    await request.body()
+    _check_models(request, resolved)
 
 
 def _identity_for(identity: Identity, named: object) -> Identity:
