@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 from authcore import Reservation, Usage
 from authcore_budgets.entities import Counter
@@ -17,7 +18,8 @@ from authcore_budgets.store import CounterStore, ReserveOutcome
 logger = logging.getLogger("authcore.budgets")
 
 LOAD_ATTEMPTS = 8
-"""Rounds of loading counters from the ledger before the request is refused (they only race settlements)."""
+"""Reservations tried, loading the missing counters between two, before the request is refused (loads only
+race settlements)."""
 
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
@@ -44,19 +46,39 @@ class Accountant:
         self._on_soft = on_soft
         self._loading: dict[str, asyncio.Future[None]] = {}
 
-    async def reserve(
+    def reserve(
         self, request_id: str, counters: Sequence[Counter], amount: int, rates: Sequence[RateLimit] = ()
-    ) -> ReserveOutcome:
-        """Take every rate limit and hold `amount` on every counter, or none, loading counters not in the store."""
+    ) -> ReserveOutcome | Coroutine[Any, Any, ReserveOutcome]:
+        """Take every rate limit and hold `amount` on every counter, or none, loading counters not in the store.
+
+        The outcome at once when the store gives it at once and no counter had to be loaded; else a coroutine.
+        """
         if counters:
             self.ledger.check_backlog()
-        for _ in range(LOAD_ATTEMPTS):
-            outcome = await self.store.reserve(request_id, counters, amount, self.hold_ms, rates)
-            if not outcome.missing:
-                return outcome
+        outcome = self.store.reserve(request_id, counters, amount, self.hold_ms, rates)
+        if isinstance(outcome, ReserveOutcome) and not outcome.missing:
+            return outcome
+        return self._reserve_loading(request_id, counters, amount, rates, outcome)
+
+    async def _reserve_loading(
+        self,
+        request_id: str,
+        counters: Sequence[Counter],
+        amount: int,
+        rates: Sequence[RateLimit],
+        first: ReserveOutcome | Awaitable[ReserveOutcome],
+    ) -> ReserveOutcome:
+        outcome = first if isinstance(first, ReserveOutcome) else await first
+        attempts = 1
+        while outcome.missing:
+            if attempts == LOAD_ATTEMPTS:
+                raise CountersNotLoaded
             for index in outcome.missing:
                 await self.load(counters[index])
-        raise CountersNotLoaded
+            again = self.store.reserve(request_id, counters, amount, self.hold_ms, rates)
+            outcome = again if isinstance(again, ReserveOutcome) else await again
+            attempts += 1
+        return outcome
 
     async def load(self, counter: Counter) -> None:
         """Set a missing counter to its ledger total (after a restart, data loss or a new period).

@@ -33,10 +33,6 @@ class _Entry:
     late: dict[str, int] = field(default_factory=dict)
     expire_at_ms: int = 0
 
-    def hold(self, request_id: str, amount: int, expires: int) -> None:
-        self.holds[request_id] = (amount, expires)
-        self.reserved += amount
-
     def drop_expired_holds(self, now: int) -> None:
         # A settled hold leaves nothing behind (a heap of expiries kept every settled request
         # for the hold TTL: millions of tuples the garbage collector walked under load).
@@ -88,7 +84,7 @@ class MemoryStore:
         # Markers are inserted in expiry order (one TTL), so the expired ones are at the front.
         _drop_expired(self._done, now)
 
-    async def reserve(
+    def reserve(
         self,
         request_id: str,
         counters: Sequence[Counter],
@@ -96,41 +92,43 @@ class MemoryStore:
         hold_ms: int,
         rates: Sequence[RateLimit] = (),
     ) -> ReserveOutcome:
+        """As `CounterStore.reserve`, answered at once: nothing here waits."""
         now = self._clock()
         self._operations += 1
         if not self._operations % SWEEP_EVERY:
             self._sweep(now)
-        left: list[int] = []
-        tats: dict[str, float] = {}
         if rates:
+            left: list[int] = []
+            tats: dict[str, float] = {}
             refused = self._check_rates(rates, now, left, tats)
             if refused is not None:
                 return refused
         known = self._entries
         entries: list[_Entry] = []
-        loaded = True
+        missing = False
         for counter in counters:
             entry = known.get(counter.name)
             if entry is None or (entry.expire_at_ms and entry.expire_at_ms <= now):
                 entry = self._entry(counter, now)
-            loaded = loaded and entry.loaded
-            entries.append(entry)
-        if not loaded:
-            return ReserveOutcome(False, missing=tuple(i for i, e in enumerate(entries) if not e.loaded))
-        for index, entry in enumerate(entries):
-            if entry.holds:
+            if not entry.loaded:
+                missing = True
+            elif entry.holds:
                 entry.drop_expired_holds(now)
-            ceiling = counters[index].limit
-            if ceiling != NO_LIMIT and entry.spent + entry.reserved + amount > ceiling:
-                return ReserveOutcome(False, denied_index=index)
-        expires = now + hold_ms
+            ceiling = counter.limit
+            if ceiling != NO_LIMIT and entry.spent + entry.reserved + amount > ceiling and not missing:
+                return ReserveOutcome(False, denied_index=len(entries))
+            entries.append(entry)
+        if missing:
+            return ReserveOutcome(False, missing=tuple(i for i, e in enumerate(entries) if not e.loaded))
+        hold = (amount, now + hold_ms)
         for entry in entries:
-            entry.hold(request_id, amount, expires)
+            entry.holds[request_id] = hold
+            entry.reserved += amount
         if not rates:
             return ADMITTED
         for limit in rates:
             if limit.kind == "parallel":
-                self._slots.setdefault(limit.name, {})[request_id] = expires
+                self._slots.setdefault(limit.name, {})[request_id] = hold[1]
             elif limit.kind == "rpm":
                 self._tats[limit.name] = tats[limit.name]
         return ReserveOutcome(True, left=tuple(left))

@@ -14,6 +14,7 @@ from typing import Any
 from authcore import Identity
 from authcore_budgets.entities import Counter
 from authcore_budgets.limits_store import LimitsView
+from authcore_budgets.pricing import Quote
 from authcore_budgets.ratelimits import RateLimit
 
 MAX_PLANS = 10_000
@@ -28,6 +29,8 @@ class Plan:
     columns: Mapping[str, str]
     budgeted: bool
     """Some budget applies (so an unpriced model is refused rather than let through unrecorded)."""
+    quote: Quote
+    """The requested models' prices."""
 
 
 @dataclass(frozen=True, slots=True)

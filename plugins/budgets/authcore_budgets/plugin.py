@@ -6,7 +6,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from authcore import (
     RequestContext,
     hookimpl,
 )
+from authcore.request import BODY_METHODS
 from authcore_budgets.accounting import Accountant, BudgetReservation, CountersNotLoaded
 from authcore_budgets.admin import AdminApi
 from authcore_budgets.config import BudgetsConfig, parse_duration
@@ -48,6 +49,7 @@ from authcore_budgets.ratelimits import allowed_headers as rate_headers
 from authcore_budgets.ratelimits import applicable_rate_limits, headers_for
 from authcore_budgets.ratelimits import distinct as distinct_rates
 from authcore_budgets.redis_store import RedisStore, dedicated_client
+from authcore_budgets.store import ReserveOutcome
 from authcore_budgets.webhook import AlertWebhook
 from authcore_budgets.worker_lock import WorkerLock, default_lock_path
 
@@ -76,6 +78,10 @@ UNKNOWN_RESET_S = 60
 """Retry-After when the exhausted budget has no period (it will not reset on its own)."""
 
 
+Held = BudgetReservation | None
+"""What `reserve_budget` gives the runner: the hold, or `None` when nothing is held."""
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -85,6 +91,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
 
     Config = BudgetsConfig
     migrations = MIGRATIONS
+    cpu_only = True  # `reserve_budget` returns a coroutine for what waits; `routes` only builds a list
 
     def __init__(self, name: str, config: BudgetsConfig) -> None:
         super().__init__(name, config)
@@ -205,8 +212,23 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         return await self._admin.describe(kind, entity_id, settings)
 
     @hookimpl
-    async def reserve_budget(self, request: RequestContext, identity: Identity) -> BudgetReservation | None:
-        """Take rate-limit capacity and hold the most the request can cost on every budget: all or none."""
+    def reserve_budget(self, request: RequestContext, identity: Identity) -> Held | Coroutine[Any, Any, Held]:
+        """Take rate-limit capacity and hold the most the request can cost on every budget: all or none.
+
+        Decided at once when the body is at hand (or no model needs it priced) and the store is in
+        process; a coroutine when the body must be read or the store waits (Redis, a counter to load).
+        """
+        if request.read_body is None and (request.method in BODY_METHODS or request.path_model is not None):
+            return self._reserve_after_body(request, identity)
+        return self._reserve(request, identity)
+
+    async def _reserve_after_body(self, request: RequestContext, identity: Identity) -> Held:
+        await request.body()
+        held = self._reserve(request, identity)
+        return held if held is None or isinstance(held, BudgetReservation) else await held
+
+    def _reserve(self, request: RequestContext, identity: Identity) -> Held | Coroutine[Any, Any, Held]:
+        """`reserve_budget` once the body is read (or not needed)."""
         accountant = self.accountant
         now_ms = self.now_ms()
         try:
@@ -214,14 +236,11 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         except LimitsUnavailable as error:
             self._unavailable(error)
             return None
-        models = await request.requested_models()
+        models = request.read_models()
         plan = self._plans.get(identity, models, view, now_ms)
         if plan is None:
             plan = self._plans.put(identity, models, view, now_ms, self._resolve(identity, models, view, now_ms))
-        charge = None
-        if models:
-            raw = await request.body()
-            charge = self._price(len(raw), await request.json() if raw else None, models, plan)
+        charge = self._price(request, plan)
         rates = plan.rates
         if charge is None:
             if not rates:
@@ -246,10 +265,26 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         if not counters and not rates:
             return held  # spend tracking only: recorded at settlement
         try:
-            outcome = await accountant.reserve(held.request_id, counters, held.amount, rates)
+            outcome = accountant.reserve(held.request_id, counters, held.amount, rates)
         except STORE_FAILURES as error:
             self._unavailable(error)
             return None
+        if isinstance(outcome, ReserveOutcome):
+            return self._decided(held, outcome)
+        return self._reserve_waiting(held, outcome)
+
+    async def _reserve_waiting(self, held: BudgetReservation, pending: Awaitable[ReserveOutcome]) -> Held:
+        try:
+            outcome = await pending
+        except STORE_FAILURES as error:
+            self._unavailable(error)
+            return None
+        return self._decided(held, outcome)
+
+    @staticmethod
+    def _decided(held: BudgetReservation, outcome: ReserveOutcome) -> BudgetReservation:
+        """`held` when the store admitted it, with its rate-limit headers; else the 429 that refuses it."""
+        rates = held.rates
         if outcome.admitted:
             if rates:
                 held.headers = rate_headers(rates, outcome.left)
@@ -262,10 +297,10 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
                 reason_id=f"rate_limited.{limit.kind}.{limit.entity}",
                 headers=headers_for(limit, 0, outcome.retry_after_ms),
             )
-        exhausted = counters[outcome.denied_index or 0]
+        exhausted = held.counters[outcome.denied_index or 0]
         raise BudgetExceeded(
             f"Budget exceeded ({exhausted.rule.entity} budget).",
-            retry_after=_seconds_to_reset(exhausted, now_ms),
+            retry_after=_seconds_to_reset(exhausted, held.reserved_at_ms),
             reason_id=f"budget_exceeded.{exhausted.rule.entity}",
         )
 
@@ -277,30 +312,22 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         ]
         columns = identity_columns(identity)
         counters = _distinct([counter_for(rule, columns, now_ms, self._grace_ms) for rule in rules])
-        return Plan(tuple(counters), tuple(rates), columns, bool(rules))
+        return Plan(tuple(counters), tuple(rates), columns, bool(rules), self.pricer.quote(models))
 
-    def _price(self, size: int, body: Any, models: Sequence[str], plan: Plan) -> tuple[int, str, int] | None:
-        """(amount, model, token bound) to charge for a body of `size` bytes parsed as `body`: `None` for a free
-        request, or an unpriced one nothing budgets."""
-        pricer = self.pricer
-        prompt = pricer.prompt_tokens(size)
-        output = pricer.max_output_tokens(body)
-        priced: list[tuple[int, str]] = []
-        for model in models:
-            try:
-                if not pricer.is_free(model):
-                    priced.append((pricer.cost(model, prompt, output), model))
-            except UnpricedModel:
-                if plan.budgeted:
-                    raise
-                # No budget to enforce and no price to record spend with.
-                return None
-        if not priced:
+    def _price(self, request: RequestContext, plan: Plan) -> tuple[int, str, int] | None:
+        """(amount, model, token bound) to charge: `None` for a free request, or an unpriced one nothing budgets."""
+        quote = plan.quote
+        if quote.unpriced:
+            if plan.budgeted:
+                raise UnpricedModel(reason_id="model_not_priced")
+            # No budget to enforce and no price to record spend with.
             return None
-        # The body and the path may name different models: reserve for the dearer one.
-        amount, model = max(priced) if len(priced) > 1 else priced[0]
+        if not quote.rates:
+            return None
+        # Raises when the body is unread, so a request is never priced blind (`reserve_budget` reads it first).
+        body = request.read_json()
         # With no budget the charge is still recorded (no counters), so a budget set later sees it.
-        return amount, model, prompt + output
+        return self.pricer.charge(quote, len(request.read_body or b""), body)
 
     def _unavailable(self, error: BaseException) -> None:
         """Raise 503, or log and return (the caller admits without a hold) under `fail_open`."""

@@ -7,7 +7,7 @@ settlement that arrives as a `late` charge, so loading never loses one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,17 +44,18 @@ class CounterStore(Protocol):
     cancel_safe: bool
     """`settle` has sent its change before it first suspends: a cancelled caller loses nothing."""
 
-    async def reserve(
+    def reserve(
         self,
         request_id: str,
         counters: Sequence[Counter],
         amount: int,
         hold_ms: int,
         rates: Sequence[RateLimit] = (),
-    ) -> ReserveOutcome:
+    ) -> ReserveOutcome | Awaitable[ReserveOutcome]:
         """Every rate limit has room and every counter spent + reserved + amount <= limit: take them all.
 
-        Otherwise take nothing. Rate limits are checked before counters are loaded or checked.
+        Otherwise take nothing. Rate limits are checked before counters are loaded or checked. A store
+        that answers without waiting (in process) returns the outcome; one that must wait, an awaitable.
         """
         ...
 

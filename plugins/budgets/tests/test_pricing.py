@@ -41,11 +41,29 @@ def test_actual_cost_prefers_the_upstream_price_and_rounds_up() -> None:
 
 def test_unpriced_model_is_refused_or_priced_by_default() -> None:
     with pytest.raises(UnpricedModel):
-        pricer().rates("unknown")
+        pricer().estimate("unknown", 10, {})
+    assert pricer().quote(["gpt", "unknown"]).unpriced
     fallback = pricer(
         unpriced_models="default_price", default_price={"input_per_1m_tokens": 1, "output_per_1m_tokens": 1}
     )
-    assert fallback.rates("unknown") == (Decimal(1), Decimal(1))
+    assert fallback.estimate("unknown", 10, {"max_tokens": 5}) == 15
+    assert not fallback.quote(["gpt", "unknown"]).unpriced
+
+
+def test_a_request_naming_two_models_is_charged_for_the_dearer_and_free_models_cost_nothing() -> None:
+    prices = pricer(
+        prices={
+            "cheap": {"input_per_1m_tokens": 1, "output_per_1m_tokens": 1},
+            "dear": {"input_per_1m_tokens": 1, "output_per_1m_tokens": 3},
+            "free": {"input_per_1m_tokens": 0, "output_per_1m_tokens": 0},
+        }
+    )
+    # 10 body bytes (prompt bound) + 5 output tokens.
+    assert prices.charge(prices.quote(["cheap", "dear"]), 10, {"max_tokens": 5}) == (25, "dear", 15)
+    assert prices.charge(prices.quote(["dear", "cheap"]), 10, {"max_tokens": 5}) == (25, "dear", 15)
+    assert prices.charge(prices.quote(["free", "cheap"]), 10, {"max_tokens": 5}) == (15, "cheap", 15)
+    assert prices.charge(prices.quote(["free"]), 10, {"max_tokens": 5}) is None
+    assert prices.charge(prices.quote([]), 10, {}) is None
 
 
 def test_config_refuses_ambiguous_prices_and_bad_durations() -> None:

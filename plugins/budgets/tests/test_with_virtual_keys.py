@@ -153,9 +153,7 @@ async def test_a_per_model_rpm_limit_in_key_metadata_holds_and_follows_updates(r
         "budgets": (BudgetsPlugin, budgets_config()),
     }
     async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
-        created = await client.post(
-            "/key/generate", json={"metadata": {"model_rpm_limit": {"m5c": 1}}}, headers=ADMIN
-        )
+        created = await client.post("/key/generate", json={"metadata": {"model_rpm_limit": {"m5c": 1}}}, headers=ADMIN)
         assert created.status_code == 200, created.text
         key = created.json()["key"]
         assert [await spend(runner, key), await spend(runner, key)] == [200, 429]
