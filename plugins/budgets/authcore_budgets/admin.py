@@ -6,7 +6,9 @@ GET); each endpoint checks the role again, so mounting them elsewhere opens noth
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -24,11 +26,13 @@ from authcore_budgets.config import parse_duration
 from authcore_budgets.entities import (
     ENTITIES,
     NO_LIMIT,
+    TIER,
     BudgetRule,
     LedgerFilter,
     entity_columns,
     limit_micros,
     limit_rules,
+    tier_of,
 )
 from authcore_budgets.limits_store import STORED_ENTITIES, StoredBudget
 from authcore_budgets.pricing import to_usd
@@ -82,9 +86,53 @@ class SetBudget(BaseModel):
 class DeleteBudget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    entity: str
+    entity: str = TIER
+    """LiteLLM's `/budget/delete {"id": ...}` names a named budget."""
     id: str = Field(min_length=1, max_length=255)
     model: str | None = None
+
+
+class ModelBudget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budget_limit: Decimal = Field(ge=0)
+    time_period: str | None = None
+
+    @field_validator("time_period")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class NamedBudget(BaseModel):
+    """The body of `/budget/new` and `/budget/update`, as LiteLLM's budget table has it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget_id: str | None = Field(None, min_length=1, max_length=255)
+    max_budget: Decimal | None = Field(None, ge=0)
+    soft_budget: Decimal | None = Field(None, ge=0)
+    budget_duration: str | None = None
+    rpm_limit: int | None = Field(None, ge=0)
+    tpm_limit: int | None = Field(None, ge=0)
+    max_parallel_requests: int | None = Field(None, ge=0)
+    model_max_budget: dict[str, ModelBudget] | None = None
+
+    @field_validator("budget_duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("model_max_budget")
+    @classmethod
+    def _models(cls, value: dict[str, ModelBudget] | None) -> dict[str, ModelBudget] | None:
+        if value is not None and any(not model or len(model) > 255 for model in value):
+            raise ValueError("model names must be 1 to 255 characters")
+        return value
 
 
 def _role(request: Request) -> str | None:
@@ -94,7 +142,8 @@ def _role(request: Request) -> str | None:
 
 
 class AdminApi:
-    """`/budget/set`, `/budget/delete`, `/budget/info`."""
+    """`/budget/set`, `/budget/delete`, `/budget/info`, and named budgets: `/budget/new`, `/budget/update`,
+    `/budget/list` (LiteLLM's budget table, linked to by `budget_id`)."""
 
     def __init__(self, plugin: BudgetsPlugin) -> None:
         self._plugin = plugin
@@ -104,6 +153,9 @@ class AdminApi:
             PluginRoute("/budget/set", self.set_budget, methods=("POST",), access="admin"),
             PluginRoute("/budget/delete", self.delete_budget, methods=("POST",), access="admin"),
             PluginRoute("/budget/info", self.info, methods=("GET",), access="admin"),
+            PluginRoute("/budget/new", self.new_budget, methods=("POST",), access="admin"),
+            PluginRoute("/budget/update", self.update_budget, methods=("POST",), access="admin"),
+            PluginRoute("/budget/list", self.list_budgets, methods=("GET",), access="admin"),
         ]
 
     async def _guard(self, request: Request, *, write: bool) -> None:
@@ -125,7 +177,7 @@ class AdminApi:
                 return _invalid("temp_budget_increase needs temp_budget_expiry")
             rates = (body.rpm_limit, body.tpm_limit, body.max_parallel_requests)
             if any(value is not None for value in rates) and (
-                body.model is not None or body.entity not in RATE_ENTITIES
+                body.model is not None or body.entity not in (*RATE_ENTITIES, TIER)
             ):
                 return _invalid(f"rate limits apply to {', '.join(RATE_ENTITIES)} over every model (no `model`)")
             stored = StoredBudget(
@@ -141,7 +193,7 @@ class AdminApi:
             )
             await self._plugin.limits.put(stored)
         except ValidationError as error:
-            return _invalid("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
+            return _invalid(_problems(error))
         except AuthcoreError as error:
             return error_response(error)
         except SQLAlchemyError:
@@ -152,7 +204,9 @@ class AdminApi:
         try:
             await self._guard(request, write=True)
             body = DeleteBudget.model_validate(await self._body(request))
-            deleted = await self._plugin.limits.remove(body.entity, body.id, body.model)
+            # A named budget goes as a whole (LiteLLM's delete), its per-model budgets too.
+            every_model = body.entity == TIER and body.model is None
+            deleted = await self._plugin.limits.remove(body.entity, body.id, body.model, every_model=every_model)
         except ValidationError:
             return _invalid("entity and id are required")
         except AuthcoreError as error:
@@ -167,9 +221,17 @@ class AdminApi:
         entity_id = request.query_params.get("id", "global" if entity == "global" else "")
         try:
             await self._guard(request, write=False)
+            if entity == TIER and entity_id:
+                found = (await self._plugin.limits.snapshot()).get((TIER, entity_id))
+                if found is None:
+                    return _error(404, "No budget with this budget_id.", "budget_not_found")
+                return JSONResponse(_tier_view(entity_id, found), headers=NO_STORE)
             if entity not in ENTITIES or not entity_id:
                 return _invalid(f"entity (one of {', '.join(ENTITIES)}) and id are required")
-            budgets = await self._budgets(entity, entity_id)
+            # Without the entity's own settings, only the configured default for end users is known here.
+            tier = tier_of(entity, None, self._plugin.config.end_user_budget_id) if entity != "key" else None
+            extra = await self._tier_rules(tier, entity, entity_id) if tier is not None else []
+            budgets = await self._budgets(entity, entity_id, extra)
             total = await self._total(entity, entity_id)
         except AuthcoreError as error:
             return error_response(error)
@@ -178,6 +240,58 @@ class AdminApi:
         return JSONResponse(
             {"entity": entity, "id": entity_id, "total_spend": to_usd(total), "budgets": budgets}, headers=NO_STORE
         )
+
+    async def new_budget(self, request: Request) -> Response:
+        """Create a named budget (`budget_id` generated when not given); 409 when the id is taken."""
+        try:
+            await self._guard(request, write=True)
+            body = NamedBudget.model_validate(await self._body(request))
+            budget_id = body.budget_id or uuid.uuid4().hex
+            rows = _tier_rows(budget_id, body)
+            if not await self._plugin.limits.put_all(TIER, budget_id, rows, exists=False):
+                return _error(409, "A budget with this budget_id exists; change it with /budget/update.", "conflict")
+        except ValidationError as error:
+            return _invalid(_problems(error))
+        except AuthcoreError as error:
+            return error_response(error)
+        except SQLAlchemyError:
+            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
+        return JSONResponse(_tier_view(budget_id, rows), headers=NO_STORE)
+
+    async def update_budget(self, request: Request) -> Response:
+        """Change the fields given of a named budget (`model_max_budget`, when given, replaces the per-model ones)."""
+        try:
+            await self._guard(request, write=True)
+            body = NamedBudget.model_validate(await self._body(request))
+            if body.budget_id is None:
+                return _invalid("budget_id is required")
+            current = (await self._plugin.limits.snapshot()).get((TIER, body.budget_id))
+            if current is None:
+                return _error(404, "No budget with this budget_id.", "budget_not_found")
+            merged = NamedBudget.model_validate(
+                {**_tier_fields(current), **body.model_dump(exclude_unset=True, mode="json")}
+            )
+            rows = _tier_rows(body.budget_id, merged)
+            if not await self._plugin.limits.put_all(TIER, body.budget_id, rows, exists=True):
+                return _error(404, "No budget with this budget_id.", "budget_not_found")
+        except ValidationError as error:
+            return _invalid(_problems(error))
+        except AuthcoreError as error:
+            return error_response(error)
+        except SQLAlchemyError:
+            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
+        return JSONResponse(_tier_view(body.budget_id, rows), headers=NO_STORE)
+
+    async def list_budgets(self, request: Request) -> Response:
+        try:
+            await self._guard(request, write=False)
+            snapshot = await self._plugin.limits.snapshot()
+        except AuthcoreError as error:
+            return error_response(error)
+        except SQLAlchemyError:
+            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
+        tiers = sorted((where[1], rows) for where, rows in snapshot.items() if where[0] == TIER)
+        return JSONResponse([_tier_view(budget_id, rows) for budget_id, rows in tiers], headers=NO_STORE)
 
     async def describe(self, entity: str, entity_id: str, settings: Mapping[str, Any]) -> dict[str, Any] | None:
         """Spend and budget of one entity for another plugin's admin view (`describe_entity`); `None` if not ours.
@@ -188,7 +302,11 @@ class AdminApi:
         """
         if entity not in ENTITIES or not entity_id:
             return None
-        extra = _handed_over_rules(entity, entity_id, settings, self._plugin.now_ms())
+        tier = tier_of(entity, settings, self._plugin.config.end_user_budget_id) if entity != "key" else None
+        if tier is None:
+            extra = _handed_over_rules(entity, entity_id, settings, self._plugin.now_ms())
+        else:
+            extra = await self._tier_rules(tier, entity, entity_id)
         budgets = await self._budgets(entity, entity_id, extra)
         total = to_usd(await self._total(entity, entity_id))
         fields: dict[str, Any] = {"spend": total, "total_spend": total, "budgets": budgets}
@@ -203,6 +321,14 @@ class AdminApi:
                 budget_reset_at=headline["budget_reset_at"],
             )
         return fields
+
+    async def _tier_rules(self, tier: str, entity: str, entity_id: str) -> list[BudgetRule]:
+        """The named budget's rules as one entity's (as `applicable_rules` applies them); none if it is gone."""
+        now = datetime.fromtimestamp(self._plugin.now_ms() / 1000, UTC)
+        rows = (await self._plugin.limits.snapshot()).get((TIER, tier), [])
+        return [
+            replace(rule, entity=entity, entity_id=entity_id) for row in rows if (rule := row.rule(now)) is not None
+        ]
 
     async def _total(self, entity: str, entity_id: str) -> int:
         """All-time ledger spend of the entity, in micro-USD."""
@@ -261,6 +387,69 @@ def _handed_over_rules(entity: str, entity_id: str, settings: Mapping[str, Any],
     return [rule for rule in rules if rule.model != ""]
 
 
+def _tier_rows(budget_id: str, body: NamedBudget) -> list[StoredBudget]:
+    """The `budget_limits` rows of a named budget: one over every model, one per model of `model_max_budget`."""
+    rows = [
+        StoredBudget(
+            TIER,
+            budget_id,
+            None,
+            None if body.max_budget is None else limit_micros(body.max_budget),
+            None if body.soft_budget is None else limit_micros(body.soft_budget),
+            body.budget_duration,
+            None,
+            None,
+            body.rpm_limit,
+            body.tpm_limit,
+            body.max_parallel_requests,
+        )
+    ]
+    for model, spec in (body.model_max_budget or {}).items():
+        rows.append(
+            StoredBudget(TIER, budget_id, model, limit_micros(spec.budget_limit), None, spec.time_period, None, None)
+        )
+    return rows
+
+
+def _tier_fields(rows: Sequence[StoredBudget]) -> dict[str, Any]:
+    """A named budget's rows as `NamedBudget` fields (JSON values)."""
+    fields: dict[str, Any] = {}
+    per_model: dict[str, Any] = {}
+    for row in rows:
+        if row.model is None:
+            fields.update(
+                max_budget=None if row.max_budget_micros is None else to_usd(row.max_budget_micros),
+                soft_budget=None if row.soft_budget_micros is None else to_usd(row.soft_budget_micros),
+                budget_duration=row.budget_duration,
+                rpm_limit=row.rpm_limit,
+                tpm_limit=row.tpm_limit,
+                max_parallel_requests=row.max_parallel_requests,
+            )
+        elif row.max_budget_micros is not None:
+            per_model[row.model] = {"budget_limit": to_usd(row.max_budget_micros), "time_period": row.budget_duration}
+    if per_model:
+        fields["model_max_budget"] = per_model
+    return fields
+
+
+def _tier_view(budget_id: str, rows: Sequence[StoredBudget]) -> dict[str, Any]:
+    fields = {
+        "max_budget": None,
+        "soft_budget": None,
+        "budget_duration": None,
+        "rpm_limit": None,
+        "tpm_limit": None,
+        "max_parallel_requests": None,
+        "model_max_budget": None,
+        **_tier_fields(rows),
+    }
+    return {"budget_id": budget_id, **fields}
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+
+
 def _headline(budgets: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The budget over every model that binds first (least remaining); a soft-only one when no hard one exists."""
     overall = [view for view in budgets if view["model"] is None]
@@ -271,5 +460,9 @@ def _headline(budgets: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 
 def _invalid(message: str) -> JSONResponse:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_request"}}
-    return JSONResponse(body, status_code=400, headers=NO_STORE)
+    return _error(400, message, "invalid_request")
+
+
+def _error(status: int, message: str, code: str) -> JSONResponse:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=NO_STORE)

@@ -61,6 +61,13 @@ class BudgetsConfig(BaseModel):
     global_budget: Decimal | None = Field(None, ge=0, description="USD limit over every request of this instance.")
     global_soft_budget: Decimal | None = Field(None, ge=0)
     global_budget_duration: str | None = Field(None, description="Reset period of the global budget, e.g. 30d or 1mo.")
+    end_user_budget_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="Named budget (`/budget/new`) of end users that have no budget of their own, unknown ones "
+        "included (LiteLLM's `max_end_user_budget_id`). A request naming a budget that does not exist gets 403.",
+    )
     hold_ttl_s: float = Field(
         600.0, gt=0, le=86400, description="A reservation not settled by then (a crashed replica's) is dropped."
     )

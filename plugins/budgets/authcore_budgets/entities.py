@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, Final
 from urllib.parse import quote
 
-from authcore import Identity
+from authcore import Forbidden, Identity
 from authcore.durations import Duration, month_period, parse_duration
 from authcore_budgets.pricing import MICROS_PER_USD
 
 ENTITIES = ("key", "team", "user", "team_member", "org", "end_user", "global")
+TIER = "budget"
+"""The kind of a named budget (`/budget/new`, LiteLLM's budget table): charged to no one itself, it is the
+budget of every entity linked to it by `budget_id`, each entity with its own spend."""
 NO_LIMIT = -1
 """`limit` of a counter that only tracks spend (a soft budget without a hard one)."""
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -195,6 +198,27 @@ def handed_over_limits(identity: Identity, kind: str) -> Mapping[str, Any] | Non
     return found if isinstance(found, Mapping) else None
 
 
+class UnknownTier(Forbidden):
+    """403: an entity is linked to a named budget that does not exist (its limits cannot be known)."""
+
+    default_code = "budget_not_found"
+    default_message = "The named budget this request is linked to does not exist."
+
+
+def tier_of(kind: str, handed: Mapping[str, Any] | None, default_end_user_tier: str | None) -> str | None:
+    """The named budget an entity without stored budgets of its own is held to, if any.
+
+    Its `budget_id` in the limits its plugin hands over; for an end user that hands over
+    no budget at all (an unknown one included), `default_end_user_tier` (LiteLLM's
+    `max_end_user_budget_id`).
+    """
+    linked = handed.get("budget_id") if handed is not None else None
+    if isinstance(linked, str) and linked:
+        return linked
+    unbudgeted = handed is None or (handed.get("max_budget") is None and handed.get("soft_budget") is None)
+    return default_end_user_tier if kind == "end_user" and unbudgeted else None
+
+
 def limit_rules(
     kind: str, entity_id: str, limits: Mapping[str, Any], model: str, now_ms: int | None = None
 ) -> list[BudgetRule]:
@@ -244,11 +268,13 @@ def applicable_rules(
     stored: Mapping[tuple[str, str], Iterable[BudgetRule]],
     global_rule: BudgetRule | None,
     now_ms: int | None = None,
+    default_end_user_tier: str | None = None,
 ) -> list[BudgetRule]:
     """Every budget this request is charged against: the key's, each entity's, the global one.
 
-    An entity's budgets are those stored by `/budget/set` when it has any, else
-    those the identity hands over in `identity.limits[kind]` (see `handed_over_limits`).
+    An entity's budgets are those stored by `/budget/set` when it has any, else the named budget it
+    is linked to (`tier_of`), else those the identity hands over in `identity.limits[kind]` (see
+    `handed_over_limits`).
 
     `now_ms` decides whether the key's temporary increase still runs (default: the wall clock).
     """
@@ -263,7 +289,18 @@ def applicable_rules(
         if own is not None:
             # Budgets set here (`/budget/set`) replace what the identity's plugin hands over.
             rules.extend(rule for rule in own if rule.model in (None, model))
-        elif kind != "key" and (handed := handed_over_limits(identity, kind)) is not None:
+            continue
+        handed = handed_over_limits(identity, kind) if kind != "key" else None
+        tier = tier_of(kind, handed, default_end_user_tier)
+        if tier is not None:
+            tiered = stored.get((TIER, tier))
+            if tiered is None:
+                raise UnknownTier(reason_id="budget_not_found")
+            # The named budget's limits, charged to this entity's own counters.
+            rules.extend(
+                replace(rule, entity=kind, entity_id=entity_id) for rule in tiered if rule.model in (None, model)
+            )
+        elif handed is not None:
             rules.extend(limit_rules(kind, entity_id, handed, model, now_ms))
     if global_rule is not None:
         rules.append(global_rule)

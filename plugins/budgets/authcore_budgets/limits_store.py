@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authcore_budgets.config import parse_duration
-from authcore_budgets.entities import NO_LIMIT, BudgetRule
+from authcore_budgets.entities import NO_LIMIT, TIER, BudgetRule
 from authcore_budgets.tables import limits
 
 logger = logging.getLogger("authcore.budgets")
 
-STORED_ENTITIES = ("key", "team", "user", "team_member", "org", "end_user")
+STORED_ENTITIES = ("key", "team", "user", "team_member", "org", "end_user", TIER)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -103,6 +103,9 @@ def _view(version: int, snapshot: Mapping[tuple[str, str], list[StoredBudget]], 
     rates: dict[tuple[str, str], list[dict[str, int]]] = {}
     valid_until: datetime | None = None
     for where, rows in snapshot.items():
+        if where[0] == TIER:
+            # Listed even when it only limits rates: a link to it is then not a link to nothing.
+            rules.setdefault(where, [])
         for row in rows:
             rule = row.rule(now)
             if rule is not None:
@@ -202,26 +205,47 @@ class LimitsStore:
     async def put(self, budget: StoredBudget) -> None:
         """Insert or replace one budget, then re-read the snapshot."""
         key = {"entity": budget.entity, "entity_id": budget.entity_id, "model": budget.model or ""}
-        values = {
-            **key,
-            "max_budget_micros": budget.max_budget_micros,
-            "soft_budget_micros": budget.soft_budget_micros,
-            "budget_duration": budget.budget_duration,
-            "temp_increase_micros": budget.temp_increase_micros,
-            "temp_increase_expires_at": budget.temp_increase_expires_at,
-            "rpm_limit": budget.rpm_limit,
-            "tpm_limit": budget.tpm_limit,
-            "max_parallel_requests": budget.max_parallel_requests,
-            "updated_at": datetime.now(UTC),
-        }
         async with self._engine.begin() as connection:
             await connection.execute(delete(limits).where(*(limits.c[name] == value for name, value in key.items())))
-            await connection.execute(limits.insert().values(**values))
+            await connection.execute(limits.insert().values(**_values(budget)))
         await self.reload()
 
-    async def remove(self, entity: str, entity_id: str, model: str | None) -> bool:
-        condition = (limits.c.entity == entity, limits.c.entity_id == entity_id, limits.c.model == (model or ""))
+    async def put_all(self, entity: str, entity_id: str, budgets: Sequence[StoredBudget], *, exists: bool) -> bool:
+        """Replace every budget of one entity with `budgets` in one transaction, if the entity has budgets
+        already (`exists`) or has none (not `exists`); `False`, changing nothing, otherwise."""
+        where = (limits.c.entity == entity, limits.c.entity_id == entity_id)
+        async with self._engine.begin() as connection:
+            found = (await connection.execute(select(limits.c.model).where(*where).limit(1))).first()
+            if (found is not None) != exists:
+                return False
+            await connection.execute(delete(limits).where(*where))
+            await connection.execute(limits.insert(), [_values(budget) for budget in budgets])
+        await self.reload()
+        return True
+
+    async def remove(self, entity: str, entity_id: str, model: str | None, *, every_model: bool = False) -> bool:
+        """Delete one budget (the one over every model when `model` is `None`), or all of them with `every_model`."""
+        condition = [limits.c.entity == entity, limits.c.entity_id == entity_id]
+        if not every_model:
+            condition.append(limits.c.model == (model or ""))
         async with self._engine.begin() as connection:
             result = await connection.execute(delete(limits).where(*condition))
         await self.reload()
         return bool(result.rowcount)
+
+
+def _values(budget: StoredBudget) -> dict[str, Any]:
+    return {
+        "entity": budget.entity,
+        "entity_id": budget.entity_id,
+        "model": budget.model or "",
+        "max_budget_micros": budget.max_budget_micros,
+        "soft_budget_micros": budget.soft_budget_micros,
+        "budget_duration": budget.budget_duration,
+        "temp_increase_micros": budget.temp_increase_micros,
+        "temp_increase_expires_at": budget.temp_increase_expires_at,
+        "rpm_limit": budget.rpm_limit,
+        "tpm_limit": budget.tpm_limit,
+        "max_parallel_requests": budget.max_parallel_requests,
+        "updated_at": datetime.now(UTC),
+    }

@@ -306,9 +306,12 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
 
     def _resolve(self, identity: Identity, models: Sequence[str], view: LimitsView, now_ms: int) -> Plan:
         """The budgets and rate limits of this identity and these models in the current periods."""
-        rates = distinct_rates(applicable_rate_limits(identity, view.rates, models))
+        tier = self.config.end_user_budget_id
+        rates = distinct_rates(applicable_rate_limits(identity, view.rates, models, tier))
         rules = [
-            rule for model in models for rule in applicable_rules(identity, model, view.rules, self.global_rule, now_ms)
+            rule
+            for model in models
+            for rule in applicable_rules(identity, model, view.rules, self.global_rule, now_ms, tier)
         ]
         columns = identity_columns(identity)
         counters = _distinct([counter_for(rule, columns, now_ms, self._grace_ms) for rule in rules])

@@ -14,7 +14,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from authcore import Identity
-from authcore_budgets.entities import entity_id_of, handed_over_limits
+from authcore_budgets.entities import TIER, entity_id_of, handed_over_limits, tier_of
 
 WINDOW_US = 60_000_000
 """The rate window: one minute, in microseconds."""
@@ -93,12 +93,15 @@ def per_model_limits(key_id: str, identity: Identity, models: Iterable[str]) -> 
 
 
 def applicable_rate_limits(
-    identity: Identity, stored: Mapping[tuple[str, str], Iterable[Mapping[str, object]]], models: Iterable[str] = ()
+    identity: Identity,
+    stored: Mapping[tuple[str, str], Iterable[Mapping[str, object]]],
+    models: Iterable[str] = (),
+    default_end_user_tier: str | None = None,
 ) -> list[RateLimit]:
     """The key's limits from `identity.limits`, then those of the key, team, user, org and end user.
 
-    An entity's limits are the stored ones (`/budget/set`) when it has any, else
-    those the identity hands over in `identity.limits[entity]`.
+    An entity's limits are the stored ones (`/budget/set`) when it has any, else those of the
+    named budget it is linked to (`tier_of`), else those the identity hands over in `identity.limits[entity]`.
     """
     limits: list[RateLimit] = []
     if identity.key_id:
@@ -112,7 +115,14 @@ def applicable_rate_limits(
         if own is not None:
             for values in own:
                 limits.extend(_limits_from(entity, entity_id, values))
-        elif entity != "key" and (handed := handed_over_limits(identity, entity)) is not None:
+            continue
+        handed = handed_over_limits(identity, entity) if entity != "key" else None
+        tier = tier_of(entity, handed, default_end_user_tier)
+        if tier is not None:
+            # A missing named budget is refused by `applicable_rules`; here it only has no rate limits.
+            for values in stored.get((TIER, tier), ()):
+                limits.extend(_limits_from(entity, entity_id, values))
+        elif handed is not None:
             limits.extend(_limits_from(entity, entity_id, handed))
     return limits
 

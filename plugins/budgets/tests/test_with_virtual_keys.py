@@ -147,6 +147,39 @@ async def test_a_customer_budget_set_with_customer_new_holds_across_keys(resourc
         assert info.json()["spend"] == 0.10
 
 
+async def test_customers_linked_to_a_named_budget_by_budget_id_each_get_its_limit(resources: Resources) -> None:
+    specs = {
+        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
+        "budgets": (BudgetsPlugin, budgets_config()),
+    }
+
+    async def spend_for(key: str, user: str) -> int:
+        result = await runner.authenticate(chat(key, user=user))
+        if result.error is not None:
+            return result.status_code
+        await runner.settle(result, completed=True)
+        return 200
+
+    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+        tier = await client.post("/budget/new", json={"budget_id": "tier-1", "max_budget": 0.10}, headers=ADMIN)
+        assert tier.status_code == 200, tier.text
+        for user in ("cust-1", "cust-2"):
+            created = await client.post("/customer/new", json={"user_id": user, "budget_id": "tier-1"}, headers=ADMIN)
+            assert created.status_code == 200, created.text
+        key = (await client.post("/key/generate", json={}, headers=ADMIN)).json()["key"]
+        assert [await spend_for(key, "cust-1") for _ in range(3)] == [200, 200, 429]
+        assert [await spend_for(key, "cust-2") for _ in range(3)] == [200, 200, 429]
+
+        info = await client.get("/customer/info", params={"end_user_id": "cust-1"}, headers=ADMIN)
+        assert info.status_code == 200, info.text
+        assert (info.json()["spend"], info.json()["max_budget"], info.json()["remaining_budget"]) == (0.10, 0.10, 0.0)
+
+        # Raising the named budget gives every linked customer room.
+        raised = await client.post("/budget/update", json={"budget_id": "tier-1", "max_budget": 0.15}, headers=ADMIN)
+        assert raised.status_code == 200, raised.text
+        assert [await spend_for(key, "cust-1") for _ in range(2)] == [200, 429]
+
+
 async def test_a_per_model_rpm_limit_in_key_metadata_holds_and_follows_updates(resources: Resources) -> None:
     specs = {
         "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),

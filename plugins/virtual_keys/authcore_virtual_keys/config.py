@@ -22,6 +22,7 @@ CREDENTIAL_HEADERS = frozenset(
 )
 """Headers that carry keys (the built-in extractor's, and the usual others): never an end user id."""
 
+
 class VirtualKeysConfig(BaseModel):
     """How keys are verified, hashed and cached."""
 

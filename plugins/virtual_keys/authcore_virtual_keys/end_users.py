@@ -32,7 +32,13 @@ class EndUserRecord:
     identity_metadata: Mapping[str, Any] = field(default_factory=lambda: _NOTHING)
     """What the gateway needs to apply (default model, region); empty when the row sets neither."""
     limits: Mapping[str, Any] = field(default_factory=lambda: _NOTHING)
-    """Handed over in `Identity.limits["end_user"]` (`max_budget`), for the budgets plugin to enforce."""
+    """Handed over in `Identity.limits["end_user"]` (`end_user_limits`), for the budgets plugin to enforce."""
+
+
+def end_user_limits(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An end user row's `max_budget` and `budget_id` (a named budget of the budgets plugin), those set."""
+    found = {name: row[name] for name in ("max_budget", "budget_id") if row.get(name) is not None}
+    return MappingProxyType(found) if found else _NOTHING
 
 
 def end_user_from_row(row: Mapping[str, Any]) -> EndUserRecord:
@@ -45,7 +51,7 @@ def end_user_from_row(row: Mapping[str, Any]) -> EndUserRecord:
         user_id=row["user_id"],
         blocked=bool(row.get("blocked")),
         identity_metadata=MappingProxyType(extra) if extra else _NOTHING,
-        limits=MappingProxyType({"max_budget": row["max_budget"]}) if row.get("max_budget") is not None else _NOTHING,
+        limits=end_user_limits(row),
     )
 
 

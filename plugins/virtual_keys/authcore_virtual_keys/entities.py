@@ -27,6 +27,7 @@ from authcore_virtual_keys.admin import (
     _single_param,
     _validate,
 )
+from authcore_virtual_keys.end_users import end_user_limits
 from authcore_virtual_keys.records import handed_over
 from authcore_virtual_keys.schemas import (
     CustomerIds,
@@ -142,7 +143,8 @@ class EntityApi:
         if kind is None:
             return shown
         entity_id = str(row[next(iter(table.primary_key.columns)).name])
-        return await self._spent(shown, kind, entity_id, handed_over(row))
+        settings = end_user_limits(row) if kind == "end_user" else handed_over(row)
+        return await self._spent(shown, kind, entity_id, settings)
 
     def _invalidate_scope(self, column: str, ident: str) -> None:
         # Cached snapshots carry the organization's and project's model lists and blocked flags.
