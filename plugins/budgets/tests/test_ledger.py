@@ -1,0 +1,70 @@
+"""The spend ledger writes each charge once, every column as given, on SQLite and on Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from authcore_budgets.entities import LedgerFilter
+from authcore_budgets.ledger import Charge, Ledger
+from authcore_budgets.tables import ledger as ledger_table
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
+async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ledger]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        url = str(request.getfixturevalue("authcore_postgres_url"))
+    engine = create_async_engine(url)
+    written = Ledger(engine)
+    await written.create_schema()
+    try:
+        yield written
+    finally:
+        await written.aclose()
+        await engine.dispose()
+
+
+async def rows(ledger: Ledger) -> list[dict[str, object]]:
+    async with ledger._engine.connect() as connection:
+        found = (await connection.execute(select(ledger_table).order_by(ledger_table.c.id))).mappings().all()
+    return [dict(row) for row in found]
+
+
+async def test_every_column_is_written_as_given(ledger: Ledger) -> None:
+    before = datetime.now(UTC)
+    columns = {"key_id": "k1", "team_id": "t1", "user_id": "u1", "org_id": "o1", "end_user_id": "e1"}
+    ledger.submit(Charge("r1", 1234, "gpt-4o", columns, 1_700_000_000_123))
+    ledger.submit(Charge("r2", 5, None, {"key_id": "k2", "ignored": "x"}, 1_700_000_000_456))
+    assert ledger.backlog == 2
+    await ledger.flush()
+    assert ledger.backlog == 0
+    first, second = await rows(ledger)
+    stamps = [row.pop("created_at") for row in (first, second)]
+    first.pop("id")
+    second.pop("id")
+    assert first == {"request_id": "r1", "amount_micros": 1234, "model": "gpt-4o", **columns,
+                     "reserved_at_ms": 1_700_000_000_123}  # fmt: skip
+    assert second == {
+        "request_id": "r2", "amount_micros": 5, "model": None, "key_id": "k2", "team_id": None, "user_id": None,
+        "org_id": None, "end_user_id": None, "reserved_at_ms": 1_700_000_000_456,
+    }  # fmt: skip
+    for stamp in stamps:
+        assert isinstance(stamp, datetime)
+        aware = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+        assert before - timedelta(seconds=1) <= aware <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+async def test_a_repeated_request_id_is_written_once_and_the_rest_of_its_batch_is_kept(ledger: Ledger) -> None:
+    ledger.submit(Charge("r1", 10, "m", {"key_id": "k"}, 1))
+    await ledger.flush()
+    for request_id in ("r2", "r1", "r3"):
+        ledger.submit(Charge(request_id, 10, "m", {"key_id": "k"}, 1))
+    await ledger.flush()
+    assert [row["request_id"] for row in await rows(ledger)] == ["r1", "r2", "r3"]
+    assert await ledger.total(LedgerFilter((("key_id", "k"),), None, 0, None)) == 30
