@@ -157,7 +157,8 @@ class Ledger:
                 await connection.execute(insert(ledger), [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
                 return
             # How the dialect stores a timestamp (SQLite: text); the other values go to the driver as they are.
-            self._insert = (str(compiled), ledger.c.created_at.type.bind_processor(connection.dialect))
+            dialect = connection.dialect
+            self._insert = (str(compiled), ledger.c.created_at.type.dialect_impl(dialect).bind_processor(dialect))
         sql, stamp = self._insert
         if stamp is not None:
             rows = [(*row[:-1], stamp(row[-1])) for row in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +55,11 @@ async def test_every_column_is_written_as_given(ledger: Ledger) -> None:
         "request_id": "r2", "amount_micros": 5, "model": None, "key_id": "k2", "team_id": None, "user_id": None,
         "org_id": None, "end_user_id": None, "reserved_at_ms": 1_700_000_000_456,
     }  # fmt: skip
+    async with ledger._engine.connect() as connection:
+        stored = (await connection.exec_driver_sql("SELECT created_at FROM budget_ledger")).scalars().all()
+    if ledger._engine.dialect.name == "sqlite":
+        # Stored as SQLAlchemy stores a timestamp on SQLite (text, no offset), not as sqlite3's adapter would.
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", value) for value in stored), stored
     for stamp in stamps:
         assert isinstance(stamp, datetime)
         aware = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
