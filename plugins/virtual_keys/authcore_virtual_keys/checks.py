@@ -168,16 +168,26 @@ def header_end_user(raw_headers: Iterable[tuple[bytes, bytes]], extra: bytes | N
     return None
 
 
+BODY_END_USER_FALLBACKS = (("litellm_metadata", "user"), ("metadata", "user_id"), (None, "safety_identifier"))
+"""Where LiteLLM looks for the end user after the body's `user`, in this order (the last is OpenAI Responses')."""
+
+
 def body_end_user(body: Any) -> str | None:
-    """The parsed JSON body's `user`; 400 when it is there but not a non-empty string."""
-    if not isinstance(body, dict) and not isinstance(body, Mapping):
+    """The end user a parsed JSON body names: its `user`, else the first of `BODY_END_USER_FALLBACKS` that is a
+    non-empty string. 400 when `user` is there but not a non-empty string."""
+    if not isinstance(body, Mapping):
         return None
     user = body.get("user")
-    if user is None:
-        return None
-    if not isinstance(user, str) or not user:
-        raise InvalidRequest("user must be a non-empty string.", reason_id="unreadable_end_user", param="user")
-    return user
+    if user is not None:
+        if not isinstance(user, str) or not user:
+            raise InvalidRequest("user must be a non-empty string.", reason_id="unreadable_end_user", param="user")
+        return user
+    for container, field in BODY_END_USER_FALLBACKS:
+        holder = body if container is None else body.get(container)
+        found = holder.get(field) if isinstance(holder, Mapping) else None
+        if isinstance(found, str) and found:
+            return found
+    return None
 
 
 class EndUserCheck:
@@ -257,13 +267,12 @@ async def find_end_user(request: RequestContext, end_users: EndUserCheck, user_i
             body = await request.json()
         except Exception:  # noqa: BLE001 - an unreadable body names no end user; the model check reads it again
             return None
-        if not isinstance(body, Mapping) or body.get("user") is None:
-            return None
         try:
             user_id = body_end_user(body)
         except InvalidRequest as error:
             return NamedEndUser(None, None, error)
-        assert user_id is not None
+        if user_id is None:
+            return None
     try:
         record = await end_users.find(user_id)
     except InvalidRequest as error:

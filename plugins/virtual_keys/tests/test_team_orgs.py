@@ -253,8 +253,6 @@ async def test_an_end_user_read_started_before_a_change_is_not_kept() -> None:
 # -- end users on requests ----------------------------------------------------
 
 
-
-
 async def test_an_end_users_default_model_and_region_reach_the_gateway_in_the_identity(database_url: str) -> None:
     async with open_gateway(database_url) as gw:
         key = await gw.generate(metadata={"team": "web"})
@@ -353,6 +351,30 @@ async def test_a_configured_end_user_header_names_the_end_user_after_the_standar
         assert (await ok(await named({}, user="c-body")))["end_user_id"] == "c-body"
         # An end user named by the configured header is judged like any other.
         assert (await named({"x-customer": "blocked-c"})).status_code == 403
+
+
+async def test_the_body_names_the_end_user_where_litellm_looks_after_user(database_url: str) -> None:
+    async with open_gateway(database_url) as gw:
+        key = (await gw.generate())["key"]
+        await ok(await gw.admin("/customer/new", {"user_id": "blocked-c", "blocked": True}))
+
+        async def end_user(**body: Any) -> httpx.Response:
+            return await gw.client.post(
+                "/v1/chat/completions", json={"messages": [], **body}, headers={"authorization": f"Bearer {key}"}
+            )
+
+        assert (await ok(await end_user(litellm_metadata={"user": "c-lm"})))["end_user_id"] == "c-lm"
+        assert (await ok(await end_user(metadata={"user_id": "c-meta"})))["end_user_id"] == "c-meta"
+        assert (await ok(await end_user(safety_identifier="c-safe")))["end_user_id"] == "c-safe"
+        # `user` first, then the others in LiteLLM's order.
+        both = await end_user(user="c-user", metadata={"user_id": "c-meta"}, safety_identifier="c-safe")
+        assert (await ok(both))["end_user_id"] == "c-user"
+        assert (await ok(await end_user(metadata={"user_id": "c-meta"}, safety_identifier="c-safe")))[
+            "end_user_id"
+        ] == "c-meta"
+        # Other shapes there name no one; an end user named there is judged like any other.
+        assert (await ok(await end_user(metadata={"user_id": 7}, litellm_metadata="x")))["end_user_id"] is None
+        assert (await end_user(metadata={"user_id": "blocked-c"})).status_code == 403
 
 
 def test_a_credential_header_cannot_be_the_end_user_header() -> None:
