@@ -166,16 +166,19 @@ class Ledger:
 
     async def aclose(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Write what is queued (at shutdown); charges that cannot be written are counted in the log."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         try:
             async with asyncio.timeout(timeout_s):
+                # Written before the writer is stopped: cancelled in the middle of a batch, its transaction
+                # could keep the database locked past the timeout, and the queue would be lost.
                 await self.flush()
         except (SQLAlchemyError, TimeoutError) as error:
             logger.error("budgets: %d ledger charges lost at shutdown (%s)", len(self._pending), type(error).__name__)
+        finally:
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def total(self, where: LedgerFilter, exclude: Collection[str] = ()) -> int:
         """Micro-USD recorded for a budget window, leaving out `exclude` request ids (queued charges first written)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -74,3 +75,16 @@ async def test_a_repeated_request_id_is_written_once_and_the_rest_of_its_batch_i
     await ledger.flush()
     assert [row["request_id"] for row in await rows(ledger)] == ["r1", "r2", "r3"]
     assert await ledger.total(LedgerFilter((("key_id", "k"),), None, 0, None)) == 30
+
+
+async def test_close_writes_every_queued_charge_even_while_a_batch_is_being_written(ledger: Ledger) -> None:
+    engine = ledger._engine
+    busy = Ledger(engine, delay_s=0)
+    for index in range(3000):
+        busy.submit(Charge(f"q{index}", 1, "m", {"key_id": "q"}, 1))
+    # Closed while the writer is in the middle of a batch (cancelling it there used to lose the queue).
+    while not busy._lock.locked():
+        await asyncio.sleep(0)
+    await busy.aclose()
+    assert busy.backlog == 0
+    assert await ledger.total(LedgerFilter((("key_id", "q"),), None, 0, None)) == 3000
