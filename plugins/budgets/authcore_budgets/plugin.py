@@ -229,10 +229,12 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
 
     def _reserve(self, request: RequestContext, identity: Identity) -> Held | Coroutine[Any, Any, Held]:
         """`reserve_budget` once the body is read (or not needed)."""
-        accountant = self.accountant
+        accountant, limits = self._accountant, self._limits
+        if accountant is None or limits is None:
+            raise DependencyFailure("Budgets are not started.", reason_id="budgets_not_started")
         now_ms = self.now_ms()
         try:
-            view = self.limits.view(now_ms)
+            view = limits.view(now_ms)
         except LimitsUnavailable as error:
             self._unavailable(error)
             return None
