@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from authcore import AuthcoreError, DependencyFailure, Forbidden, MalformedCredentials, PluginRoute
 from authcore.responses import error_response
 from authcore_budgets.accounting import CountersNotLoaded
-from authcore_budgets.config import parse_duration
+from authcore_budgets.config import DurationText
 from authcore_budgets.entities import (
     ENTITIES,
     NO_LIMIT,
@@ -54,7 +54,7 @@ class SetBudget(BaseModel):
     model: str | None = Field(None, min_length=1, max_length=255)
     max_budget: Decimal | None = Field(None, ge=0)
     soft_budget: Decimal | None = Field(None, ge=0)
-    budget_duration: str | None = None
+    budget_duration: DurationText | None = None
     temp_budget_increase: Decimal | None = Field(None, gt=0)
     temp_budget_expiry: datetime | None = None
     rpm_limit: int | None = Field(None, ge=0)
@@ -66,13 +66,6 @@ class SetBudget(BaseModel):
     def _entity(cls, value: str) -> str:
         if value not in STORED_ENTITIES:
             raise ValueError(f"entity must be one of {', '.join(STORED_ENTITIES)} (the global budget is configured)")
-        return value
-
-    @field_validator("budget_duration")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
         return value
 
     @field_validator("temp_budget_expiry")
@@ -96,14 +89,7 @@ class ModelBudget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     budget_limit: Decimal = Field(ge=0)
-    time_period: str | None = None
-
-    @field_validator("time_period")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
+    time_period: DurationText | None = None
 
 
 class NamedBudget(BaseModel):
@@ -114,18 +100,11 @@ class NamedBudget(BaseModel):
     budget_id: str | None = Field(None, min_length=1, max_length=255)
     max_budget: Decimal | None = Field(None, ge=0)
     soft_budget: Decimal | None = Field(None, ge=0)
-    budget_duration: str | None = None
+    budget_duration: DurationText | None = None
     rpm_limit: int | None = Field(None, ge=0)
     tpm_limit: int | None = Field(None, ge=0)
     max_parallel_requests: int | None = Field(None, ge=0)
     model_max_budget: dict[str, ModelBudget] | None = None
-
-    @field_validator("budget_duration")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
 
     @field_validator("model_max_budget")
     @classmethod

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from authcore.durations import Duration, parse_duration
 
-__all__ = ["BudgetsConfig", "Duration", "ModelPrice", "parse_duration"]
+__all__ = ["BudgetsConfig", "Duration", "DurationText", "ModelPrice", "parse_duration"]
+
+
+def _checked_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+DurationText = Annotated[str, AfterValidator(_checked_duration)]
+"""A budget period as written (`30s`, `1h`, `30d`, `2w`, `1mo`), refused when `parse_duration` cannot read it."""
 
 
 class ModelPrice(BaseModel):
@@ -60,7 +69,9 @@ class BudgetsConfig(BaseModel):
     )
     global_budget: Decimal | None = Field(None, ge=0, description="USD limit over every request of this instance.")
     global_soft_budget: Decimal | None = Field(None, ge=0)
-    global_budget_duration: str | None = Field(None, description="Reset period of the global budget, e.g. 30d or 1mo.")
+    global_budget_duration: DurationText | None = Field(
+        None, description="Reset period of the global budget, e.g. 30d or 1mo."
+    )
     end_user_budget_id: str | None = Field(
         None,
         min_length=1,
@@ -89,13 +100,6 @@ class BudgetsConfig(BaseModel):
         None,
         description="Without Redis: the file locked so one process owns the counters (default: by the SQLite file).",
     )
-
-    @field_validator("global_budget_duration")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
 
     @model_validator(mode="after")
     def _default_price(self) -> BudgetsConfig:
