@@ -7,7 +7,7 @@ GET); each endpoint checks the role again, so mounting them elsewhere opens noth
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -148,9 +148,20 @@ class AdminApi:
         except ValueError:
             raise MalformedCredentials("The body must be JSON.", reason_id="invalid_json") from None
 
-    async def set_budget(self, request: Request) -> Response:
+    async def _answer(self, request: Request, work: Callable[[], Awaitable[Response]], *, write: bool) -> Response:
+        """`work()`'s response once the caller's role allows it; bad input is 400, a store failure 503."""
         try:
-            await self._guard(request, write=True)
+            await self._guard(request, write=write)
+            return await work()
+        except ValidationError as error:
+            return _invalid(_problems(error))
+        except AuthcoreError as error:
+            return error_response(error)
+        except _FAILURES:
+            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
+
+    async def set_budget(self, request: Request) -> Response:
+        async def work() -> Response:
             body = SetBudget.model_validate(await self._body(request))
             if body.temp_budget_increase is not None and body.temp_budget_expiry is None:
                 return _invalid("temp_budget_increase needs temp_budget_expiry")
@@ -171,39 +182,30 @@ class AdminApi:
                 *rates,
             )
             await self._plugin.limits.put(stored)
-        except ValidationError as error:
-            return _invalid(_problems(error))
-        except AuthcoreError as error:
-            return error_response(error)
-        except SQLAlchemyError:
-            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
-        return JSONResponse({"entity": body.entity, "id": body.id, **stored.view()}, headers=NO_STORE)
+            return JSONResponse({"entity": body.entity, "id": body.id, **stored.view()}, headers=NO_STORE)
+
+        return await self._answer(request, work, write=True)
 
     async def delete_budget(self, request: Request) -> Response:
-        try:
-            await self._guard(request, write=True)
+        async def work() -> Response:
             body = DeleteBudget.model_validate(await self._body(request))
             # A named budget goes as a whole (LiteLLM's delete), its per-model budgets too.
             every_model = body.entity == TIER and body.model is None
             deleted = await self._plugin.limits.remove(body.entity, body.id, body.model, every_model=every_model)
-        except ValidationError:
-            return _invalid("entity and id are required")
-        except AuthcoreError as error:
-            return error_response(error)
-        except SQLAlchemyError:
-            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
-        return JSONResponse({"deleted": deleted}, headers=NO_STORE)
+            return JSONResponse({"deleted": deleted}, headers=NO_STORE)
+
+        return await self._answer(request, work, write=True)
 
     async def info(self, request: Request) -> Response:
         """Each budget of one entity with its current-period spend, reserved amount and remainder."""
         entity = request.query_params.get("entity", "")
         entity_id = request.query_params.get("id", "global" if entity == "global" else "")
-        try:
-            await self._guard(request, write=False)
+
+        async def work() -> Response:
             if entity == TIER and entity_id:
                 found = (await self._plugin.limits.snapshot()).get((TIER, entity_id))
                 if found is None:
-                    return _error(404, "No budget with this budget_id.", "budget_not_found")
+                    return _no_named_budget()
                 return JSONResponse(_tier_view(entity_id, found), headers=NO_STORE)
             if entity not in ENTITIES or not entity_id:
                 return _invalid(f"entity (one of {', '.join(ENTITIES)}) and id are required")
@@ -211,66 +213,50 @@ class AdminApi:
             tier = tier_of(entity, None, self._plugin.config.end_user_budget_id) if entity != "key" else None
             extra = await self._tier_rules(tier, entity, entity_id) if tier is not None else []
             budgets = await self._budgets(entity, entity_id, extra)
-            total = await self._total(entity, entity_id)
-        except AuthcoreError as error:
-            return error_response(error)
-        except _FAILURES:
-            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
-        return JSONResponse(
-            {"entity": entity, "id": entity_id, "total_spend": to_usd(total), "budgets": budgets}, headers=NO_STORE
-        )
+            total = to_usd(await self._total(entity, entity_id))
+            body = {"entity": entity, "id": entity_id, "total_spend": total, "budgets": budgets}
+            return JSONResponse(body, headers=NO_STORE)
+
+        return await self._answer(request, work, write=False)
 
     async def new_budget(self, request: Request) -> Response:
         """Create a named budget (`budget_id` generated when not given); 409 when the id is taken."""
-        try:
-            await self._guard(request, write=True)
+
+        async def work() -> Response:
             body = NamedBudget.model_validate(await self._body(request))
             budget_id = body.budget_id or uuid.uuid4().hex
             rows = _tier_rows(budget_id, body)
             if not await self._plugin.limits.put_all(TIER, budget_id, rows, exists=False):
                 return _error(409, "A budget with this budget_id exists; change it with /budget/update.", "conflict")
-        except ValidationError as error:
-            return _invalid(_problems(error))
-        except AuthcoreError as error:
-            return error_response(error)
-        except SQLAlchemyError:
-            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
-        return JSONResponse(_tier_view(budget_id, rows), headers=NO_STORE)
+            return JSONResponse(_tier_view(budget_id, rows), headers=NO_STORE)
+
+        return await self._answer(request, work, write=True)
 
     async def update_budget(self, request: Request) -> Response:
         """Change the fields given of a named budget (`model_max_budget`, when given, replaces the per-model ones)."""
-        try:
-            await self._guard(request, write=True)
+
+        async def work() -> Response:
             body = NamedBudget.model_validate(await self._body(request))
             if body.budget_id is None:
                 return _invalid("budget_id is required")
             current = (await self._plugin.limits.snapshot()).get((TIER, body.budget_id))
             if current is None:
-                return _error(404, "No budget with this budget_id.", "budget_not_found")
-            merged = NamedBudget.model_validate(
-                {**_tier_fields(current), **body.model_dump(exclude_unset=True, mode="json")}
-            )
-            rows = _tier_rows(body.budget_id, merged)
+                return _no_named_budget()
+            merged = {**_tier_fields(current), **body.model_dump(exclude_unset=True, mode="json")}
+            rows = _tier_rows(body.budget_id, NamedBudget.model_validate(merged))
             if not await self._plugin.limits.put_all(TIER, body.budget_id, rows, exists=True):
-                return _error(404, "No budget with this budget_id.", "budget_not_found")
-        except ValidationError as error:
-            return _invalid(_problems(error))
-        except AuthcoreError as error:
-            return error_response(error)
-        except SQLAlchemyError:
-            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
-        return JSONResponse(_tier_view(body.budget_id, rows), headers=NO_STORE)
+                return _no_named_budget()  # deleted meanwhile
+            return JSONResponse(_tier_view(body.budget_id, rows), headers=NO_STORE)
+
+        return await self._answer(request, work, write=True)
 
     async def list_budgets(self, request: Request) -> Response:
-        try:
-            await self._guard(request, write=False)
+        async def work() -> Response:
             snapshot = await self._plugin.limits.snapshot()
-        except AuthcoreError as error:
-            return error_response(error)
-        except SQLAlchemyError:
-            return error_response(DependencyFailure(reason_id="budget_store_unavailable"))
-        tiers = sorted((where[1], rows) for where, rows in snapshot.items() if where[0] == TIER)
-        return JSONResponse([_tier_view(budget_id, rows) for budget_id, rows in tiers], headers=NO_STORE)
+            tiers = sorted((where[1], rows) for where, rows in snapshot.items() if where[0] == TIER)
+            return JSONResponse([_tier_view(budget_id, rows) for budget_id, rows in tiers], headers=NO_STORE)
+
+        return await self._answer(request, work, write=False)
 
     async def describe(self, entity: str, entity_id: str, settings: Mapping[str, Any]) -> dict[str, Any] | None:
         """Spend and budget of one entity for another plugin's admin view (`describe_entity`); `None` if not ours.
@@ -440,6 +426,10 @@ def _headline(budgets: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 def _invalid(message: str) -> JSONResponse:
     return _error(400, message, "invalid_request")
+
+
+def _no_named_budget() -> JSONResponse:
+    return _error(404, "No budget with this budget_id.", "budget_not_found")
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:

@@ -26,8 +26,9 @@ async def has_room(runner: Runner, key: str) -> bool:
     return result.error is None
 
 
-async def spend(runner: Runner, key: str) -> int:
-    result = await runner.authenticate(chat(key))
+async def spend(runner: Runner, key: str, user: str | None = None) -> int:
+    """One $0.05 request with `key` (for the end user `user`), committed when admitted; its status."""
+    result = await runner.authenticate(chat(key, **({"user": user} if user is not None else {})))
     if result.error is not None:
         return result.status_code
     await runner.settle(result, completed=True)
@@ -125,22 +126,15 @@ async def test_a_customer_budget_set_with_customer_new_holds_across_keys(resourc
         "budgets": (BudgetsPlugin, budgets_config()),
     }
 
-    async def spend_for(key: str, user: str | None = None) -> int:
-        result = await runner.authenticate(chat(key, **({"user": user} if user is not None else {})))
-        if result.error is not None:
-            return result.status_code
-        await runner.settle(result, completed=True)
-        return 200
-
     async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
         customer = await client.post("/customer/new", json={"user_id": "cust-b", "max_budget": 0.10}, headers=ADMIN)
         assert customer.status_code == 200, customer.text
         first, second = [(await client.post("/key/generate", json={}, headers=ADMIN)).json()["key"] for _ in range(2)]
         # The customer's $0.10 holds whichever key makes the request for them.
-        assert [await spend_for(first, "cust-b"), await spend_for(second, "cust-b")] == [200, 200]
-        assert await spend_for(first, "cust-b") == 429
-        assert await spend_for(first, "someone-else") == 200
-        assert await spend_for(first) == 200
+        assert [await spend(runner, first, "cust-b"), await spend(runner, second, "cust-b")] == [200, 200]
+        assert await spend(runner, first, "cust-b") == 429
+        assert await spend(runner, first, "someone-else") == 200
+        assert await spend(runner, first) == 200
 
         info = await client.get("/customer/info", params={"end_user_id": "cust-b"}, headers=ADMIN)
         assert info.status_code == 200, info.text
@@ -153,13 +147,6 @@ async def test_customers_linked_to_a_named_budget_by_budget_id_each_get_its_limi
         "budgets": (BudgetsPlugin, budgets_config()),
     }
 
-    async def spend_for(key: str, user: str) -> int:
-        result = await runner.authenticate(chat(key, user=user))
-        if result.error is not None:
-            return result.status_code
-        await runner.settle(result, completed=True)
-        return 200
-
     async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
         tier = await client.post("/budget/new", json={"budget_id": "tier-1", "max_budget": 0.10}, headers=ADMIN)
         assert tier.status_code == 200, tier.text
@@ -167,8 +154,8 @@ async def test_customers_linked_to_a_named_budget_by_budget_id_each_get_its_limi
             created = await client.post("/customer/new", json={"user_id": user, "budget_id": "tier-1"}, headers=ADMIN)
             assert created.status_code == 200, created.text
         key = (await client.post("/key/generate", json={}, headers=ADMIN)).json()["key"]
-        assert [await spend_for(key, "cust-1") for _ in range(3)] == [200, 200, 429]
-        assert [await spend_for(key, "cust-2") for _ in range(3)] == [200, 200, 429]
+        assert [await spend(runner, key, "cust-1") for _ in range(3)] == [200, 200, 429]
+        assert [await spend(runner, key, "cust-2") for _ in range(3)] == [200, 200, 429]
 
         info = await client.get("/customer/info", params={"end_user_id": "cust-1"}, headers=ADMIN)
         assert info.status_code == 200, info.text
@@ -177,7 +164,7 @@ async def test_customers_linked_to_a_named_budget_by_budget_id_each_get_its_limi
         # Raising the named budget gives every linked customer room.
         raised = await client.post("/budget/update", json={"budget_id": "tier-1", "max_budget": 0.15}, headers=ADMIN)
         assert raised.status_code == 200, raised.text
-        assert [await spend_for(key, "cust-1") for _ in range(2)] == [200, 429]
+        assert [await spend(runner, key, "cust-1") for _ in range(2)] == [200, 429]
 
 
 async def test_a_per_model_rpm_limit_in_key_metadata_holds_and_follows_updates(resources: Resources) -> None:
