@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from authcore_budgets import BudgetsPlugin
 from authcore_virtual_keys import VirtualKeysPlugin
@@ -17,6 +20,17 @@ from authcore.testing import app_client, started_runner
 MASTER_KEY = "sk-master-budgets-4Tq9Wm2Xc7Lp"
 HASH_SECRET = "pepper-budgets-9e2c7a1f5b3d8e40"
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+
+
+@contextlib.asynccontextmanager
+async def gateway(resources: Resources) -> AsyncIterator[tuple[Runner, httpx.AsyncClient]]:
+    """virtual_keys then budgets on `resources`, started, with an admin API client."""
+    specs = {
+        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
+        "budgets": (BudgetsPlugin, budgets_config()),
+    }
+    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+        yield runner, client
 
 
 async def has_room(runner: Runner, key: str) -> bool:
@@ -36,12 +50,8 @@ async def spend(runner: Runner, key: str, user: str | None = None) -> int:
 
 
 async def test_temp_budget_increase_from_key_update_gives_room_until_its_expiry(tmp_path: Path) -> None:
-    specs = {
-        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
-        "budgets": (BudgetsPlugin, budgets_config()),
-    }
     resources = Resources(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
-    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+    async with gateway(resources) as (runner, client):
         created = await client.post("/key/generate", json={"max_budget": 0.05}, headers=ADMIN)
         assert created.status_code == 200, created.text
         key = created.json()["key"]
@@ -71,11 +81,7 @@ def resources(request: pytest.FixtureRequest, tmp_path: Path) -> Resources:
 
 
 async def test_a_team_budget_set_with_team_new_is_shared_by_its_keys(resources: Resources) -> None:
-    specs = {
-        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
-        "budgets": (BudgetsPlugin, budgets_config()),
-    }
-    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+    async with gateway(resources) as (runner, client):
         team = await client.post("/team/new", json={"team_id": "t-budget", "max_budget": 0.10}, headers=ADMIN)
         assert team.status_code == 200, team.text
         first, second = [
@@ -101,11 +107,7 @@ async def test_a_team_budget_set_with_team_new_is_shared_by_its_keys(resources: 
 
 
 async def test_an_organization_rpm_limit_set_with_organization_new_holds(resources: Resources) -> None:
-    specs = {
-        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
-        "budgets": (BudgetsPlugin, budgets_config()),
-    }
-    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+    async with gateway(resources) as (runner, client):
         org = await client.post("/organization/new", json={"organization_id": "o-rpm", "rpm_limit": 2}, headers=ADMIN)
         assert org.status_code == 200, org.text
         team = await client.post("/team/new", json={"team_id": "t-rpm", "organization_id": "o-rpm"}, headers=ADMIN)
@@ -121,12 +123,8 @@ async def test_an_organization_rpm_limit_set_with_organization_new_holds(resourc
 
 
 async def test_a_customer_budget_set_with_customer_new_holds_across_keys(resources: Resources) -> None:
-    specs = {
-        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
-        "budgets": (BudgetsPlugin, budgets_config()),
-    }
 
-    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+    async with gateway(resources) as (runner, client):
         customer = await client.post("/customer/new", json={"user_id": "cust-b", "max_budget": 0.10}, headers=ADMIN)
         assert customer.status_code == 200, customer.text
         first, second = [(await client.post("/key/generate", json={}, headers=ADMIN)).json()["key"] for _ in range(2)]
@@ -142,12 +140,8 @@ async def test_a_customer_budget_set_with_customer_new_holds_across_keys(resourc
 
 
 async def test_customers_linked_to_a_named_budget_by_budget_id_each_get_its_limit(resources: Resources) -> None:
-    specs = {
-        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
-        "budgets": (BudgetsPlugin, budgets_config()),
-    }
 
-    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+    async with gateway(resources) as (runner, client):
         tier = await client.post("/budget/new", json={"budget_id": "tier-1", "max_budget": 0.10}, headers=ADMIN)
         assert tier.status_code == 200, tier.text
         for user in ("cust-1", "cust-2"):
@@ -168,11 +162,7 @@ async def test_customers_linked_to_a_named_budget_by_budget_id_each_get_its_limi
 
 
 async def test_a_per_model_rpm_limit_in_key_metadata_holds_and_follows_updates(resources: Resources) -> None:
-    specs = {
-        "keys": (VirtualKeysPlugin, {"master_key": MASTER_KEY, "hash_secret": HASH_SECRET}),
-        "budgets": (BudgetsPlugin, budgets_config()),
-    }
-    async with started_runner(specs, timeout_s=5, resources=resources) as runner, app_client(runner) as client:
+    async with gateway(resources) as (runner, client):
         created = await client.post("/key/generate", json={"metadata": {"model_rpm_limit": {"m5c": 1}}}, headers=ADMIN)
         assert created.status_code == 200, created.text
         key = created.json()["key"]
