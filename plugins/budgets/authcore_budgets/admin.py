@@ -210,7 +210,7 @@ class AdminApi:
             if entity not in ENTITIES or not entity_id:
                 return _invalid(f"entity (one of {', '.join(ENTITIES)}) and id are required")
             # Without the entity's own settings, only the configured default for end users is known here.
-            tier = tier_of(entity, None, self._plugin.config.end_user_budget_id) if entity != "key" else None
+            tier = tier_of(entity, None, self._plugin.config.end_user_budget_id)
             extra = await self._tier_rules(tier, entity, entity_id) if tier is not None else []
             budgets = await self._budgets(entity, entity_id, extra)
             total = to_usd(await self._total(entity, entity_id))
@@ -267,7 +267,7 @@ class AdminApi:
         """
         if entity not in ENTITIES or not entity_id:
             return None
-        tier = tier_of(entity, settings, self._plugin.config.end_user_budget_id) if entity != "key" else None
+        tier = tier_of(entity, settings, self._plugin.config.end_user_budget_id)
         if tier is None:
             extra = _handed_over_rules(entity, entity_id, settings, self._plugin.now_ms())
         else:

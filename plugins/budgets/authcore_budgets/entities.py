@@ -181,11 +181,33 @@ def _temporary_increase(limits: Mapping[str, Any], now_ms: int) -> tuple[int, in
     return (micros, ends_ms) if micros > 0 else None
 
 
-def key_rules(identity: Identity, model: str, now_ms: int | None = None) -> list[BudgetRule]:
-    """The key's own budgets from `identity.limits` (written there by `virtual_keys`)."""
+def key_rules(
+    identity: Identity,
+    model: str,
+    now_ms: int | None = None,
+    stored: Mapping[tuple[str, str], Iterable[BudgetRule]] | None = None,
+) -> list[BudgetRule]:
+    """The key's own budgets from `identity.limits` (written there by `virtual_keys`): those of the named
+    budget its `budget_id` links it to (looked up in `stored`), else its own fields."""
     if not identity.key_id:
         return []
+    tier = tier_of("key", identity.limits, None)
+    if tier is not None and stored is not None:
+        return tier_rules(stored, tier, "key", identity.key_id, model)
     return limit_rules("key", identity.key_id, identity.limits, model, now_ms)
+
+
+def tier_rules(
+    stored: Mapping[tuple[str, str], Iterable[BudgetRule]], tier: str, kind: str, entity_id: str, model: str
+) -> list[BudgetRule]:
+    """The named budget `tier`'s rules for `model`, as one entity's own (charged to its own counters).
+
+    403 (`UnknownTier`) when there is no such named budget: its limits cannot be known.
+    """
+    tiered = stored.get((TIER, tier))
+    if tiered is None:
+        raise UnknownTier(reason_id="budget_not_found")
+    return [replace(rule, entity=kind, entity_id=entity_id) for rule in tiered if rule.model in (None, model)]
 
 
 def handed_over_limits(identity: Identity, kind: str) -> Mapping[str, Any] | None:
@@ -278,7 +300,7 @@ def applicable_rules(
 
     `now_ms` decides whether the key's temporary increase still runs (default: the wall clock).
     """
-    rules = key_rules(identity, model, now_ms)
+    rules = key_rules(identity, model, now_ms, stored)
     for kind in ENTITIES:
         if kind == "global":
             continue
@@ -293,13 +315,7 @@ def applicable_rules(
         handed = handed_over_limits(identity, kind) if kind != "key" else None
         tier = tier_of(kind, handed, default_end_user_tier)
         if tier is not None:
-            tiered = stored.get((TIER, tier))
-            if tiered is None:
-                raise UnknownTier(reason_id="budget_not_found")
-            # The named budget's limits, charged to this entity's own counters.
-            rules.extend(
-                replace(rule, entity=kind, entity_id=entity_id) for rule in tiered if rule.model in (None, model)
-            )
+            rules.extend(tier_rules(stored, tier, kind, entity_id, model))
         elif handed is not None:
             rules.extend(limit_rules(kind, entity_id, handed, model, now_ms))
     if global_rule is not None:

@@ -105,7 +105,9 @@ def applicable_rate_limits(
     """
     limits: list[RateLimit] = []
     if identity.key_id:
-        limits.extend(_limits_from("key", identity.key_id, identity.limits))
+        key_tier = tier_of("key", identity.limits, None)
+        for values in stored.get((TIER, key_tier), ()) if key_tier is not None else (identity.limits,):
+            limits.extend(_limits_from("key", identity.key_id, values))
         limits.extend(per_model_limits(identity.key_id, identity, models))
     for entity in RATE_ENTITIES:
         entity_id = entity_id_of(entity, identity)

@@ -154,3 +154,24 @@ async def test_the_default_end_user_budget_applies_to_end_users_without_one(make
         assert info.status_code == 200, info.text
         assert info.json()["budgets"][0]["max_budget"] == 0.05
         assert info.json()["budgets"][0]["spend"] == 0.05
+
+
+async def test_keys_linked_to_a_named_budget_each_get_its_budget_and_rate_limits(make_runner: RunnerFactory) -> None:
+    def key(key_id: str, tier: str = "gold") -> dict[str, Any]:
+        # The key's own max_budget gives way to the named budget it is linked to.
+        return {"key_id": key_id, "limits": {"budget_id": tier, "max_budget": 100}}
+
+    async with make_runner({"a": key("k-a"), "b": key("k-b"), "lost": key("k-lost", "missing")}) as runner:
+        tier = {"budget_id": "gold", "max_budget": 0.10, "max_parallel_requests": 5}
+        assert (await post(runner, "/budget/new", tier)).status_code == 200
+        assert [await spend(runner, "a") for _ in range(3)] == [200, 200, 429]
+        assert [await spend(runner, "b") for _ in range(3)] == [200, 200, 429]
+        assert await spend(runner, "lost") == 403
+        # The named budget's rate limits hold per key too.
+        assert (
+            await post(runner, "/budget/update", {"budget_id": "gold", "max_budget": 10, "rpm_limit": 1})
+        ).status_code == 200
+        assert [await spend(runner, "a") for _ in range(2)] == [200, 429]
+        refused = await runner.authenticate(chat("a"))
+        assert refused.error is not None
+        assert refused.error.reason_id == "rate_limited.rpm.key"

@@ -161,6 +161,27 @@ async def test_customers_linked_to_a_named_budget_by_budget_id_each_get_its_limi
         assert [await spend(runner, key, "cust-1") for _ in range(2)] == [200, 429]
 
 
+async def test_a_key_generated_with_a_budget_id_is_held_to_that_named_budget(resources: Resources) -> None:
+    async with gateway(resources) as (runner, client):
+        tier = await client.post("/budget/new", json={"budget_id": "tier-k", "max_budget": 0.10}, headers=ADMIN)
+        assert tier.status_code == 200, tier.text
+        created = await client.post("/key/generate", json={"budget_id": "tier-k"}, headers=ADMIN)
+        assert created.status_code == 200, created.text
+        assert created.json()["budget_id"] == "tier-k"
+        key = created.json()["key"]
+        assert [await spend(runner, key) for _ in range(3)] == [200, 200, 429]
+
+        info = await client.post("/key/info", json={"key": key}, headers=ADMIN)
+        assert info.status_code == 200, info.text
+        shown = info.json()["info"]
+        assert (shown["budget_id"], shown["spend"], shown["max_budget"]) == ("tier-k", 0.10, 0.10)
+
+        # Unlinked, the key has no budget left to hold it.
+        unlinked = await client.post("/key/update", json={"key": key, "budget_id": None}, headers=ADMIN)
+        assert unlinked.status_code == 200, unlinked.text
+        assert await spend(runner, key) == 200
+
+
 async def test_a_per_model_rpm_limit_in_key_metadata_holds_and_follows_updates(resources: Resources) -> None:
     async with gateway(resources) as (runner, client):
         created = await client.post("/key/generate", json={"metadata": {"model_rpm_limit": {"m5c": 1}}}, headers=ADMIN)

@@ -22,6 +22,7 @@ LIMIT_FIELDS = (
     "max_parallel_requests",
     "temp_budget_increase",
     "temp_budget_expiry",
+    "budget_id",
 )
 """Key columns handed to other plugins (budgets) through `Identity.limits`; not enforced here.
 

@@ -63,6 +63,7 @@ class KeyFields(_Request):
     rpm_limit: int | None = Field(None, ge=0)
     max_parallel_requests: int | None = Field(None, ge=0)
     model_max_budget: dict[str, Any] | None = None
+    budget_id: Name | None = Field(None, description="A named budget (budgets' /budget/new) the key is held to.")
     blocked: bool | None = None
     temp_budget_increase: float | None = Field(
         None, ge=0, description="Added to max_budget until temp_budget_expiry (read by the budgets plugin)."

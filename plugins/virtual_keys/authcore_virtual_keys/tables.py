@@ -48,6 +48,7 @@ keys = Table(
     Column("updated_at", DateTime(timezone=True), nullable=True),
     Column("temp_budget_increase", Float, nullable=True, comment="Added to max_budget until temp_budget_expiry"),
     Column("temp_budget_expiry", DateTime(timezone=True), nullable=True),
+    Column("budget_id", String(255), nullable=True, comment="A named budget of the budgets plugin"),
 )
 
 teams = Table(

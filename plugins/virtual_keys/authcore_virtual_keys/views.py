@@ -45,6 +45,7 @@ def key_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "model_max_budget": row.get("model_max_budget"),
         "temp_budget_increase": row.get("temp_budget_increase"),
         "temp_budget_expiry": _iso(row.get("temp_budget_expiry")),
+        "budget_id": row.get("budget_id"),
         "created_at": _iso(row.get("created_at")),
         "updated_at": _iso(row.get("updated_at")),
     }

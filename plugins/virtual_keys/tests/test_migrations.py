@@ -69,6 +69,7 @@ async def test_tables_from_the_first_release_are_adopted(engine: AsyncEngine) ->
             ("vk_keys", "temp_budget_increase"),
             ("vk_keys", "temp_budget_expiry"),
             ("vk_keys", "key_id"),
+            ("vk_keys", "budget_id"),
             ("vk_teams", "organization_id"),
         ):
             await connection.execute(text(f"ALTER TABLE {table} DROP COLUMN {added_later}"))
@@ -115,7 +116,7 @@ async def test_concurrent_upgrades_on_postgres_do_not_fail(authcore_postgres_url
 async def test_migration_scripts_ship_inside_the_package() -> None:
     # Alembic finds its scripts next to the installed module, not in a checkout's alembic.ini.
     assert migrations.SCRIPT_LOCATION.endswith("authcore_virtual_keys/migrations")
-    assert migrations.head() == "0004_key_id_team_org"
+    assert migrations.head() == "0005_key_budget_id"
 
 
 async def test_start_up_without_create_schema_leaves_the_database_alone(make_gateway: GatewayFactory) -> None:
