@@ -52,9 +52,18 @@ def authcore_lifespan(
 
 
 def mount_plugin_routes(app: Starlette, runner: Runner) -> None:
-    """Put the plugins' routes ahead of the app's own, as one dict-dispatched route."""
-    if runner.plugin_routes:
-        app.router.routes.insert(0, StaticRoutes(route for _, route in runner.plugin_routes))
+    """Mount the plugins' routes, as one dict-dispatched route, just ahead of the first of the app's routes
+    that could take a request meant for one of them (a catch-all, the same path), else behind them all.
+
+    Plugin routes always win over the app's; placed behind routes that cannot shadow them, they cost the
+    app's own requests nothing (ahead of all, they were about 4 % of a cached-key request in process).
+    """
+    if not runner.plugin_routes:
+        return
+    mounted = StaticRoutes(route for _, route in runner.plugin_routes)
+    routes = app.router.routes
+    position = next((index for index, route in enumerate(routes) if mounted.shadowed_by(route)), len(routes))
+    routes.insert(position, mounted)
 
 
 GEN0_THRESHOLD = 10_000

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from starlette.datastructures import URLPath
-from starlette.routing import BaseRoute, Match, NoMatchFound, Route
+from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from authcore.plugin import PluginRoute
@@ -15,8 +15,8 @@ from authcore.plugin import PluginRoute
 class StaticRoutes(BaseRoute):
     """Routes with static paths, matched by a dict lookup on the request path.
 
-    Plugins contribute dozens of admin routes; as separate `Route`s ahead of
-    the app's own they would cost every request one regex each.
+    Plugins contribute dozens of admin routes; as separate `Route`s they would
+    cost every request one regex each.
     """
 
     def __init__(self, routes: Iterable[PluginRoute]) -> None:
@@ -37,6 +37,21 @@ class StaticRoutes(BaseRoute):
         if route is None:
             return Match.NONE, {}
         return route.matches(scope)
+
+    def shadowed_by(self, route: BaseRoute) -> bool:
+        """Whether `route`, placed ahead of these, could take a request meant for one of them.
+
+        A `Route` or `Mount` is asked with each path and method of these (a catch-all or the same path
+        answers); any other kind of route (a `Host`, a custom one) may match on more than the path, so it could.
+        """
+        if not isinstance(route, Route | Mount | WebSocketRoute):
+            return True
+        for path, mine in self._by_path.items():
+            for method in mine.methods or ("GET",):
+                probe = {"type": "http", "path": path, "root_path": "", "method": method, "headers": []}
+                if route.matches(probe)[0] is not Match.NONE:
+                    return True
+        return False
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._by_path[self._route_path(scope)].handle(scope, receive, send)

@@ -4,7 +4,6 @@ uvicorn --factory bench.bare_app:bare        # Starlette, one JSON route
 uvicorn --factory bench.bare_app:authcore    # the same behind AuthcoreMiddleware, 5 no-op plugins
 uvicorn --factory bench.bare_app:gateway     # authcore.gateway.app.create_app, 5 no-op plugins
 uvicorn --factory bench.bare_app:gateway_vk  # the bare route behind AuthcoreMiddleware, headers + virtual_keys
-uvicorn --factory bench.bare_app:gateway_vk_routes_last  # the same, plugin routes matched after the app's
 uvicorn --factory bench.bare_app:hashed_dict  # the bare route behind the least an API-key check can do
 """
 
@@ -86,39 +85,22 @@ def gateway_vk() -> ASGIApp:
     created through the admin API, limited to two models; the request path then
     serves it from the plugin's cache (one database read per `cache_ttl_s`).
     """
-    return _gateway_vk(plugin_routes_last=False)
-
-
-def gateway_vk_routes_last() -> ASGIApp:
-    """`gateway_vk` with the plugin's 33 admin routes moved behind the app's own route.
-
-    A stand-in for a change to `authcore/lifespan.py`, which mounts plugin routes
-    ahead of the app's, so every request is first matched against each of them.
-    """
-    return _gateway_vk(plugin_routes_last=True)
-
-
-def _gateway_vk(*, plugin_routes_last: bool) -> ASGIApp:
     # Imported here: the other factories must not need the plugin installed.
     from bench.vk_setup import create_key, vk_config, vk_resolver
 
     directory = tempfile.mkdtemp(prefix="authcore-bench-vk-")
     auth = authcore_lifespan(vk_config(f"sqlite+aiosqlite:///{directory}/keys.db"), resolve=vk_resolver())
-    own = routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             async with auth(app):
-                if plugin_routes_last:
-                    mounted = [route for route in app.router.routes if route not in own]
-                    app.router.routes[:] = [*own, *mounted]
                 await create_key(app, API_KEY)
                 yield
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    return Starlette(routes=own, middleware=[Middleware(AuthcoreMiddleware)], lifespan=lifespan)
+    return Starlette(routes=routes(), middleware=[Middleware(AuthcoreMiddleware)], lifespan=lifespan)
 
 
 _YARDSTICK_SECRET = b"bench-yardstick-secret"

@@ -255,7 +255,6 @@ async def build_cases(stack: contextlib.AsyncExitStack, args: argparse.Namespace
     for name, factory, description in (
         ("app_bare", bare_app.bare, "in-process ASGI call: Starlette, one JSON route"),
         ("app_vk", bare_app.gateway_vk, "in-process ASGI call: gateway_vk (+ AuthcoreMiddleware, headers + vk)"),
-        ("app_vk_routes_last", bare_app.gateway_vk_routes_last, "the same, plugin routes after the app's"),
     ):
         app = factory()
         assert isinstance(app, Starlette)
