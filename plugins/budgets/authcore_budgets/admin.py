@@ -398,17 +398,8 @@ def _tier_fields(rows: Sequence[StoredBudget]) -> dict[str, Any]:
 
 
 def _tier_view(budget_id: str, rows: Sequence[StoredBudget]) -> dict[str, Any]:
-    fields = {
-        "max_budget": None,
-        "soft_budget": None,
-        "budget_duration": None,
-        "rpm_limit": None,
-        "tpm_limit": None,
-        "max_parallel_requests": None,
-        "model_max_budget": None,
-        **_tier_fields(rows),
-    }
-    return {"budget_id": budget_id, **fields}
+    """Every `NamedBudget` field, `None` where the named budget sets nothing."""
+    return {**dict.fromkeys(NamedBudget.model_fields), **_tier_fields(rows), "budget_id": budget_id}
 
 
 def _problems(error: ValidationError) -> str:

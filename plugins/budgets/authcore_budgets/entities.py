@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 from authcore import Forbidden, Identity
@@ -18,6 +18,7 @@ ENTITIES = ("key", "team", "user", "team_member", "org", "end_user", "global")
 TIER = "budget"
 """The kind of a named budget (`/budget/new`, LiteLLM's budget table): charged to no one itself, it is the
 budget of every entity linked to it by `budget_id`, each entity with its own spend."""
+T = TypeVar("T")
 NO_LIMIT = -1
 """`limit` of a counter that only tracks spend (a soft budget without a hard one)."""
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -202,12 +203,25 @@ def tier_rules(
 ) -> list[BudgetRule]:
     """The named budget `tier`'s rules for `model`, as one entity's own (charged to its own counters).
 
-    403 (`UnknownTier`) when there is no such named budget: its limits cannot be known.
+    403 (`UnknownTier`) when there is no such named budget (`tier_rows`).
     """
-    tiered = stored.get((TIER, tier))
-    if tiered is None:
+    return [
+        replace(rule, entity=kind, entity_id=entity_id)
+        for rule in tier_rows(stored, tier)
+        if rule.model in (None, model)
+    ]
+
+
+def tier_rows(stored: Mapping[tuple[str, str], T], tier: str) -> T:
+    """What `stored` (rules or rate limits by entity) holds for the named budget `tier`.
+
+    403 (`UnknownTier`) when there is no such named budget: its limits cannot be known. Every named budget
+    is listed in both maps, empty where it sets nothing, so a missing one is told apart in either.
+    """
+    found = stored.get((TIER, tier))
+    if found is None:
         raise UnknownTier(reason_id="budget_not_found")
-    return [replace(rule, entity=kind, entity_id=entity_id) for rule in tiered if rule.model in (None, model)]
+    return found
 
 
 def handed_over_limits(identity: Identity, kind: str) -> Mapping[str, Any] | None:

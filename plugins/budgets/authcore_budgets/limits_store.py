@@ -104,8 +104,9 @@ def _view(version: int, snapshot: Mapping[tuple[str, str], list[StoredBudget]], 
     valid_until: datetime | None = None
     for where, rows in snapshot.items():
         if where[0] == TIER:
-            # Listed even when it only limits rates: a link to it is then not a link to nothing.
+            # In both maps even where it sets nothing: a link to it is then not a link to nothing (`tier_rows`).
             rules.setdefault(where, [])
+            rates.setdefault(where, [])
         for row in rows:
             rule = row.rule(now)
             if rule is not None:

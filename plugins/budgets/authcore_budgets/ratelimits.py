@@ -14,7 +14,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from authcore import Identity
-from authcore_budgets.entities import TIER, entity_id_of, handed_over_limits, tier_of
+from authcore_budgets.entities import entity_id_of, handed_over_limits, tier_of, tier_rows
 
 WINDOW_US = 60_000_000
 """The rate window: one minute, in microseconds."""
@@ -106,7 +106,7 @@ def applicable_rate_limits(
     limits: list[RateLimit] = []
     if identity.key_id:
         key_tier = tier_of("key", identity.limits, None)
-        for values in stored.get((TIER, key_tier), ()) if key_tier is not None else (identity.limits,):
+        for values in tier_rows(stored, key_tier) if key_tier is not None else (identity.limits,):
             limits.extend(_limits_from("key", identity.key_id, values))
         limits.extend(per_model_limits(identity.key_id, identity, models))
     for entity in RATE_ENTITIES:
@@ -121,8 +121,7 @@ def applicable_rate_limits(
         handed = handed_over_limits(identity, entity) if entity != "key" else None
         tier = tier_of(entity, handed, default_end_user_tier)
         if tier is not None:
-            # A missing named budget is refused by `applicable_rules`; here it only has no rate limits.
-            for values in stored.get((TIER, tier), ()):
+            for values in tier_rows(stored, tier):
                 limits.extend(_limits_from(entity, entity_id, values))
         elif handed is not None:
             limits.extend(_limits_from(entity, entity_id, handed))

@@ -8,7 +8,7 @@ import httpx
 from budget_helpers import RunnerFactory, chat
 
 from authcore.runner import Runner
-from authcore.testing import app_client
+from authcore.testing import app_client, make_request
 
 ADMIN = {"authorization": "Bearer admin"}
 VIEWER = {"authorization": "Bearer viewer"}
@@ -175,3 +175,21 @@ async def test_keys_linked_to_a_named_budget_each_get_its_budget_and_rate_limits
         refused = await runner.authenticate(chat("a"))
         assert refused.error is not None
         assert refused.error.reason_id == "rate_limited.rpm.key"
+
+
+async def test_a_link_to_a_missing_named_budget_is_refused_even_when_no_model_is_priced(
+    make_runner: RunnerFactory,
+) -> None:
+    identities = {
+        "key": {"key_id": "k1", "limits": {"budget_id": "missing", "rpm_limit": 5}},
+        "user": linked("e1", "gone"),
+    }
+    async with make_runner(identities) as runner:
+        for token in ("key", "user"):
+            # No model named: no budget is priced, but the link's rate limits cannot be known either.
+            result = await runner.authenticate(
+                make_request("GET", "/v1/models", headers={"authorization": f"Bearer {token}"})
+            )
+            assert result.status_code == 403, token
+            assert result.error is not None
+            assert result.error.reason_id == "budget_not_found"
