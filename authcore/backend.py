@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from authcore.errors import AuthcoreError, DependencyFailure, InvalidCredentials
 from authcore.middleware import STATE_KEY
-from authcore.principal import AuthcoreUser, auth_credentials
+from authcore.principal import StarletteViews
 from authcore.request import RequestContext
 from authcore.responses import error_response
 from authcore.runner import Runner
@@ -26,6 +26,7 @@ class AuthcoreBackend(AuthenticationBackend):
 
     def __init__(self, runner: Runner | None = None) -> None:
         self.runner = runner
+        self._views = StarletteViews()
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         runner = self.runner or getattr(conn.app.state, STATE_KEY, None)
@@ -37,7 +38,8 @@ class AuthcoreBackend(AuthenticationBackend):
             raise result.error
         if result.identity is None:
             return None
-        return auth_credentials(result.identity), AuthcoreUser(result.identity)
+        _, user, credentials = self._views.of(result.identity)
+        return credentials, user
 
 
 def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:

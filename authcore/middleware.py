@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authcore.deadline import finish
 from authcore.errors import AuthcoreError, DependencyFailure
-from authcore.principal import AuthcoreUser, auth_credentials
+from authcore.principal import StarletteViews
 from authcore.request import RequestContext
 from authcore.responses import send_error
 from authcore.result import AuthResult
@@ -42,6 +42,7 @@ class AuthcoreMiddleware:
         self.app = app
         self.runner = runner
         self._found: Runner | None = None
+        self._views = StarletteViews()
 
     def _runner(self, scope: Scope) -> Runner | None:
         """The runner given, else the one on `app.state`, remembered in `_found` while it runs.
@@ -79,8 +80,7 @@ class AuthcoreMiddleware:
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
         else:
-            scope["user"] = AuthcoreUser(identity)
-            scope["auth"] = auth_credentials(identity)
+            _, scope["user"], scope["auth"] = self._views.of(identity)
         app_receive = request.replay_receive()
         if not result.reservations:
             await self.app(scope, app_receive, send)

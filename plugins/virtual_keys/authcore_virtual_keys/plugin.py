@@ -163,7 +163,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         """The master key, or a stored `sk-` key; `None` for other credentials."""
         if credentials.kind != "api_key":
             return None
-        raw = credentials.reveal()
+        raw = credentials.value.get_secret_value()
         # A key that resolved here before is a stored key, not the master key, and its hash is known:
         # the hash is most of what a cached key costs.
         token = self._tokens.get(raw)
@@ -238,7 +238,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if not resolved.restricts:
             resolved.check(())
             return None
-        if request.read_body is None and request.method in BODY_METHODS:
+        if request.method in BODY_METHODS and request.read_body is None:
             return _check_models_after_body(request, resolved)
         _check_models(request, resolved)
         return None
