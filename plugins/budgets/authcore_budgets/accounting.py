@@ -9,10 +9,11 @@ from types import MappingProxyType
 from typing import Any
 
 from authcore import Reservation, Usage
-from authcore_budgets.entities import Counter
+from authcore_budgets.clock import wall_ms
+from authcore_budgets.entities import Counter, entity_columns
 from authcore_budgets.ledger import Charge, Ledger
 from authcore_budgets.pricing import Pricer
-from authcore_budgets.ratelimits import RateLimit
+from authcore_budgets.ratelimits import WINDOW_US, RateLimit
 from authcore_budgets.store import CounterStore, ReserveOutcome
 
 logger = logging.getLogger("authcore.budgets")
@@ -37,13 +38,22 @@ class Accountant:
     """Owns the hot path's state changes; never decides HTTP responses."""
 
     def __init__(
-        self, store: CounterStore, ledger: Ledger, pricer: Pricer, *, hold_ms: int, on_soft: SoftLimitHook
+        self,
+        store: CounterStore,
+        ledger: Ledger,
+        pricer: Pricer,
+        *,
+        hold_ms: int,
+        on_soft: SoftLimitHook,
+        clock: Callable[[], int] = wall_ms,
     ) -> None:
         self.store = store
         self.ledger = ledger
         self.pricer = pricer
         self.hold_ms = hold_ms
         self._on_soft = on_soft
+        self._clock = clock
+        """Epoch ms, the clock `reserved_at_ms` of ledger rows is taken from."""
         self._loading: dict[str, asyncio.Future[None]] = {}
 
     def reserve(
@@ -56,7 +66,7 @@ class Accountant:
         if counters:
             self.ledger.check_backlog()
         outcome = self.store.reserve(request_id, counters, amount, self.hold_ms, rates)
-        if isinstance(outcome, ReserveOutcome) and not outcome.missing:
+        if isinstance(outcome, ReserveOutcome) and not outcome.missing and not outcome.missing_rates:
             return outcome
         return self._reserve_loading(request_id, counters, amount, rates, outcome)
 
@@ -70,9 +80,12 @@ class Accountant:
     ) -> ReserveOutcome:
         outcome = first if isinstance(first, ReserveOutcome) else await first
         attempts = 1
-        while outcome.missing:
+        while outcome.missing or outcome.missing_rates:
             if attempts == LOAD_ATTEMPTS:
                 raise CountersNotLoaded
+            # Rate limits first: the store reports counters only once every rate limit is known.
+            for index in outcome.missing_rates:
+                await self.load_rate(rates[index])
             for index in outcome.missing:
                 await self.load(counters[index])
             again = self.store.reserve(request_id, counters, amount, self.hold_ms, rates)
@@ -87,9 +100,27 @@ class Accountant:
         each reading the ledger (a cold counter under load would otherwise cost a
         ledger sum and two Redis calls per waiting request).
         """
-        pending = self._loading.get(counter.name)
+        await self._once(f"counter:{counter.name}", lambda: self._load(counter))
+
+    async def load_rate(self, limit: RateLimit) -> None:
+        """Start a lost rpm/tpm state from the requests or tokens the ledger recorded in the last window.
+
+        Requests still in flight are not in the ledger yet: up to that many more may be admitted in the
+        window after a loss (parallel slots, which only in-flight requests hold, are not rebuilt at all).
+        """
+        await self._once(f"rate:{limit.name}", lambda: self._load_rate(limit))
+
+    async def _load_rate(self, limit: RateLimit) -> None:
+        since = self._clock() - WINDOW_US // 1000
+        columns = entity_columns(limit.entity, limit.entity_id)
+        requests, tokens = await self.ledger.recent_use(columns, limit.model, since)
+        await self.store.init_rate(limit, requests if limit.kind == "rpm" else tokens)
+
+    async def _once(self, name: str, load: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `load`, or wait for the run already going under `name`."""
+        pending = self._loading.get(name)
         if pending is None:
-            pending = self._loading[counter.name] = asyncio.ensure_future(self._load(counter))
+            pending = self._loading[name] = asyncio.ensure_future(load())
             pending.add_done_callback(self._loaded)
         # Shielded: one waiter giving up (its request timed out) must not cancel the others' load.
         await asyncio.shield(pending)
@@ -111,15 +142,23 @@ class Accountant:
         raise CountersNotLoaded
 
     async def commit(self, held: BudgetReservation, usage: Usage | None) -> None:
-        """Charge the counters and the tpm limits, and free parallel slots, in one store call."""
+        """Charge the counters and the tpm limits, and free parallel slots, in one store call; record the request.
+
+        Every request an rpm or tpm limit applied to leaves a ledger row (0 USD when nothing is charged),
+        with its tokens: what those limits are rebuilt from after the store loses them.
+        """
         rates = held.rates
-        tokens = (held.tokens if usage is None else usage.total_tokens) if rates else 0
+        used = held.tokens if usage is None else usage.total_tokens
+        tokens = used if rates else 0
         if not held.charges:
-            await self.store.settle(held.request_id, (), None, rates, tokens)
+            try:
+                await self.store.settle(held.request_id, (), None, rates, tokens)
+            finally:
+                self._record(held, 0, used)
             return
         # Without usage the upper bound is charged: the request ran and its cost is unknown.
         actual = held.amount if usage is None else self.pricer.actual(held.model, usage)
-        charge = Charge(held.request_id, actual, held.model, held.columns, held.reserved_at_ms)
+        charge = Charge(held.request_id, actual, held.model, held.columns, held.reserved_at_ms, used)
         counters = held.counters
         if not counters and not rates:
             # Spend-tracking only (no budget applied): the ledger row is the whole settlement.
@@ -142,7 +181,17 @@ class Accountant:
     async def release(self, held: BudgetReservation) -> None:
         counters = held.counters if held.charges else ()
         if counters or held.rates:
-            await self.store.settle(held.request_id, counters, None, held.rates, 0)
+            try:
+                await self.store.settle(held.request_id, counters, None, held.rates, 0)
+            finally:
+                # It was admitted: it counts against rpm limits when they are rebuilt.
+                self._record(held, 0, 0)
+
+    def _record(self, held: BudgetReservation, amount: int, tokens: int) -> None:
+        """The ledger row of a request that charged nothing, when an rpm or tpm limit applied to it."""
+        if any(limit.kind != "parallel" for limit in held.rates):
+            charge = Charge(held.request_id, amount, held.model or None, held.columns, held.reserved_at_ms, tokens)
+            self.ledger.submit(charge, needed=False)
 
 
 class BudgetReservation(Reservation):

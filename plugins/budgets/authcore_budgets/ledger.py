@@ -1,11 +1,12 @@
-"""The spend ledger: the durable record of every settled charge, and the source counters are rebuilt from."""
+"""The spend ledger: the durable record of every settled charge, and the source counters and rate limits are
+rebuilt from."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,8 @@ class Charge:
     columns: Mapping[str, str]
     """Non-empty identity columns: key_id, team_id, user_id, org_id, end_user_id."""
     reserved_at_ms: int
+    tokens: int = 0
+    """Tokens the request used (0 when released): what tpm limits are rebuilt from."""
 
 
 class LedgerBacklog(Exception):
@@ -46,8 +49,8 @@ class LedgerBacklog(Exception):
 
 
 _IDENTITY_COLUMNS = ("key_id", "team_id", "user_id", "org_id", "end_user_id")
-_COLUMNS = ("request_id", "amount_micros", "model", *_IDENTITY_COLUMNS, "reserved_at_ms", "created_at")
-"""A queued row's values, in this order."""
+_COLUMNS = ("request_id", "amount_micros", "model", *_IDENTITY_COLUMNS, "reserved_at_ms", "tokens", "created_at")
+"""A queued row's values, in this order (`created_at` last: `_insert_rows` converts it)."""
 Row = tuple[object, ...]
 
 
@@ -70,6 +73,8 @@ class Ledger:
         self._insert: tuple[str, Callable[[Any], Any] | None] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        """Rows not `needed` that were dropped on a full backlog (rate limits rebuilt from the ledger miss them)."""
 
     async def create_schema(self) -> None:
         """Bring the plugin's tables (ledger and stored budgets) to the newest revision of its migrations."""
@@ -84,8 +89,16 @@ class Ledger:
         if len(self._pending) >= MAX_BACKLOG:
             raise LedgerBacklog
 
-    def submit(self, charge: Charge) -> None:
-        """Queue the charge; the background writer commits it within about `BATCH_DELAY_S`."""
+    def submit(self, charge: Charge, *, needed: bool = True) -> None:
+        """Queue the charge; the background writer commits it within about `BATCH_DELAY_S`.
+
+        A row that is not `needed` (no money in it: a request that only rate limits applied to, or one
+        released) is dropped while `MAX_BACKLOG` rows wait: such requests are not refused for a database
+        that is down, and the queue stays bounded.
+        """
+        if not needed and len(self._pending) >= MAX_BACKLOG:
+            self.dropped += 1
+            return
         columns = charge.columns
         self._pending.append(
             (
@@ -94,6 +107,7 @@ class Ledger:
                 charge.model,
                 *[columns.get(name) for name in _IDENTITY_COLUMNS],
                 charge.reserved_at_ms,
+                charge.tokens,
                 datetime.now(UTC),
             )
         )
@@ -195,3 +209,15 @@ class Ledger:
         async with self._engine.connect() as connection:
             value = (await connection.execute(query)).scalar_one()
         return int(value)
+
+    async def recent_use(self, columns: Sequence[tuple[str, str]], model: str | None, since_ms: int) -> tuple[int, int]:
+        """(requests, tokens) recorded for an entity (and model) since `since_ms` (queued rows first written)."""
+        await self.flush()
+        conditions = [ledger.c[column] == value for column, value in columns]
+        if model is not None:
+            conditions.append(ledger.c.model == model)
+        conditions.append(ledger.c.reserved_at_ms >= since_ms)
+        query = select(func.count(), func.coalesce(func.sum(ledger.c.tokens), 0)).where(and_(*conditions))
+        async with self._engine.connect() as connection:
+            requests, tokens = (await connection.execute(query)).one()
+        return int(requests), int(tokens)

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from authcore_budgets.clock import wall_ms
 from authcore_budgets.entities import NO_LIMIT, Counter
 from authcore_budgets.ratelimits import WINDOW_US, RateLimit
 from authcore_budgets.store import ADMITTED, CounterState, ReserveOutcome
 
 SWEEP_EVERY = 1000
 """Operations between sweeps of expired counters and settlement markers."""
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _ms_up(us: float) -> int:
@@ -62,7 +58,7 @@ class MemoryStore:
     kind = "memory"
     cancel_safe = True  # it never suspends
 
-    def __init__(self, *, done_ttl_ms: int, clock: Callable[[], int] = _wall_ms) -> None:
+    def __init__(self, *, done_ttl_ms: int, clock: Callable[[], int] = wall_ms) -> None:
         self._entries: dict[str, _Entry] = {}
         self._done: dict[str, int] = {}
         self._done_ttl = done_ttl_ms
@@ -70,6 +66,9 @@ class MemoryStore:
         self._operations = 0
         self._tats: dict[str, float] = {}
         self._slots: dict[str, dict[str, int]] = {}
+        # A new process has lost whatever rate state the one before it had: for one window, an rpm or tpm
+        # limit it does not know is loaded from the ledger (`init_rate`) before it admits anything.
+        self._rebuild_until = clock() + WINDOW_US // 1000
 
     def _entry(self, counter: Counter, now: int) -> _Entry:
         entry = self._entries.get(counter.name)
@@ -136,8 +135,10 @@ class MemoryStore:
     def _check_rates(
         self, rates: Sequence[RateLimit], now_ms: int, left: list[int], tats: dict[str, float]
     ) -> ReserveOutcome | None:
-        """The refusal of the first exhausted limit, or `None` after filling `left` and the new rpm `tats`."""
+        """The refusal of the first exhausted limit, the limits to load first, or `None` after filling `left`
+        and the new rpm `tats`."""
         now = now_ms * 1000.0
+        missing: list[int] = []
         for index, limit in enumerate(rates):
             if limit.limit <= 0:
                 return ReserveOutcome(False, rate_index=index, retry_after_ms=60_000)
@@ -152,7 +153,11 @@ class MemoryStore:
                 left += (limit.limit - len(slots) - 1, 0)
                 continue
             step = limit.interval_us
-            tat = max(self._tats.get(limit.name, 0.0), now)
+            known = self._tats.get(limit.name)
+            if known is None and now_ms < self._rebuild_until:
+                missing.append(index)
+                continue
+            tat = max(known or 0.0, now)
             if limit.kind == "rpm":
                 tat += step
                 if tat - now > WINDOW_US:
@@ -161,7 +166,7 @@ class MemoryStore:
             elif tat - now >= WINDOW_US:
                 return ReserveOutcome(False, rate_index=index, retry_after_ms=_ms_up(tat - now - WINDOW_US))
             left += (math.floor((WINDOW_US - (tat - now)) / step), math.ceil((tat - now) / 1000))
-        return None
+        return ReserveOutcome(False, missing_rates=tuple(missing)) if missing else None
 
     async def settle(
         self,
@@ -195,7 +200,10 @@ class MemoryStore:
             if limit.kind == "parallel":
                 self._slots.get(limit.name, {}).pop(request_id, None)
             elif limit.kind == "tpm" and tokens > 0:
-                tat = max(self._tats.get(limit.name, 0.0), now * 1000.0)
+                known = self._tats.get(limit.name)
+                if known is None and now < self._rebuild_until:
+                    continue  # left for `init_rate`, which counts these tokens from the ledger
+                tat = max(known or 0.0, now * 1000.0)
                 self._tats[limit.name] = tat + tokens * limit.interval_us
         return spends
 
@@ -213,6 +221,10 @@ class MemoryStore:
         entry.late.clear()
         entry.loaded = True
         return True
+
+    async def init_rate(self, limit: RateLimit, used: int) -> None:
+        if limit.name not in self._tats:
+            self._tats[limit.name] = self._clock() * 1000.0 + used * limit.interval_us
 
     async def read(self, counter: Counter) -> CounterState | None:
         entry = self._entries.get(counter.name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from authcore import (
 from authcore.request import BODY_METHODS
 from authcore_budgets.accounting import Accountant, BudgetReservation, CountersNotLoaded
 from authcore_budgets.admin import AdminApi
+from authcore_budgets.clock import wall_ms
 from authcore_budgets.config import BudgetsConfig, parse_duration
 from authcore_budgets.entities import (
     NO_LIMIT,
@@ -82,10 +82,6 @@ Held = BudgetReservation | None
 """What `reserve_budget` gives the runner: the hold, or `None` when nothing is held."""
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class BudgetsPlugin(Plugin[BudgetsConfig]):
     """Spend limits per key, team, user, team member, organisation, end user and globally, per model or not."""
 
@@ -97,7 +93,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         super().__init__(name, config)
         self.pricer = Pricer(config)
         self.global_rule = self._global_rule(config)
-        self.now_ms = _wall_ms
+        self.now_ms = wall_ms
         """The clock that picks budget periods; tests may replace it."""
         self._grace_ms = int(max(config.hold_ttl_s, 3600) * 1000)
         self._done_ttl_ms = int(DONE_MARKER_HOLDS * config.hold_ttl_s * 1000)
@@ -184,7 +180,12 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         await limits_store.start()
         self._limits = limits_store
         self._accountant = Accountant(
-            store, ledger, self.pricer, hold_ms=int(self.config.hold_ttl_s * 1000), on_soft=self._soft_limit_crossed
+            store,
+            ledger,
+            self.pricer,
+            hold_ms=int(self.config.hold_ttl_s * 1000),
+            on_soft=self._soft_limit_crossed,
+            clock=lambda: self.now_ms(),
         )
 
     @hookimpl
@@ -247,8 +248,10 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         if charge is None:
             if not rates:
                 return None
+            # Its model is recorded with it, for the per-model rate limits rebuilt from the ledger.
+            model = models[0] if models else ""
             held = BudgetReservation(
-                accountant, f"{self._id_prefix}{next(self._ids):x}", (), 0, "", plan.columns, now_ms, rates, False
+                accountant, f"{self._id_prefix}{next(self._ids):x}", (), 0, model, plan.columns, now_ms, rates, False
             )
         else:
             held = BudgetReservation(

@@ -11,7 +11,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from authcore import ConfigurationError
 from authcore_budgets import lua
 from authcore_budgets.entities import Counter
-from authcore_budgets.ratelimits import RateLimit
+from authcore_budgets.ratelimits import WINDOW_US, RateLimit
 from authcore_budgets.resp import ScriptConnection, bulk
 from authcore_budgets.store import ADMITTED, CounterState, ReserveOutcome
 
@@ -84,6 +84,7 @@ class RedisStore:
     def __init__(self, client: Redis, prefix: str, *, timeout_s: float, done_ttl_ms: int, lean: bool = True) -> None:
         self._client = client
         self._base = f"{prefix}budgets:"
+        self._rebuild_key = f"{self._base}rates-rebuilt-until"
         self._timeout = timeout_s
         self._done_ttl = done_ttl_ms
         self._shas: dict[str, str] = {}
@@ -108,7 +109,7 @@ class RedisStore:
             return
         async with asyncio.timeout(timeout_s or self._timeout):
             await check_eviction_policy(self._client)
-            for source in (lua.RESERVE, lua.SETTLE, lua.INITIALISE):
+            for source in (lua.RESERVE, lua.SETTLE, lua.INITIALISE, lua.INIT_RATE):
                 self._shas[source] = str(await self._client.script_load(source))
         self._checked = True
 
@@ -163,7 +164,7 @@ class RedisStore:
         cached = self._reserve_parts.get(key)
         if cached is not None and cached[0] is counters and cached[1] is rates:
             return cached[2], cached[3]
-        keys = [self.counter_key(c) for c in counters] + [self.rate_key(r) for r in rates]
+        keys = [self.counter_key(c) for c in counters] + [self.rate_key(r) for r in rates] + [self._rebuild_key]
         args: list[str | int] = [len(counters), hold_ms]
         for counter in counters:
             args += (counter.limit, counter.expire_at_ms)
@@ -181,7 +182,7 @@ class RedisStore:
         cached = self._settle_parts.get(key)
         if cached is not None and cached[0] is counters and cached[1] is rates:
             return cached[2], cached[3], cached[4]
-        keys = [self.counter_key(c) for c in counters] + [self.rate_key(r) for r in rates]
+        keys = [self.counter_key(c) for c in counters] + [self.rate_key(r) for r in rates] + [self._rebuild_key]
         args: list[str | int] = [len(counters), self._done_ttl, *(c.expire_at_ms for c in counters)]
         for limit in rates:
             args += (limit.kind, repr(limit.interval_us))
@@ -210,6 +211,8 @@ class RedisStore:
             return ReserveOutcome(False, rate_index=int(reply[1]) - 1, retry_after_ms=max(1, int(reply[2])))
         if status == 1:
             return ReserveOutcome(False, denied_index=int(reply[1]) - 1)
+        if status == 4:
+            return ReserveOutcome(False, missing_rates=tuple(int(index) - 1 for index in reply[1]))
         return ReserveOutcome(False, missing=tuple(int(index) - 1 for index in reply[1]))
 
     async def settle(
@@ -239,6 +242,10 @@ class RedisStore:
     async def initialise(self, counter: Counter, spent: int, seen_late: Collection[str]) -> bool:
         args: list[str | int] = [spent, counter.expire_at_ms, len(seen_late), *seen_late]
         return int(await self._run(lua.INITIALISE, [self.counter_key(counter)], args)) == 1
+
+    async def init_rate(self, limit: RateLimit, used: int) -> None:
+        args: list[str | int] = [used, repr(limit.interval_us), WINDOW_US // 1000]
+        await self._run(lua.INIT_RATE, [self.rate_key(limit), self._rebuild_key], args)
 
     async def read(self, counter: Counter) -> CounterState | None:
         async with asyncio.timeout(self._timeout):

@@ -28,6 +28,8 @@ class ReserveOutcome:
     """With `rate_index`: how long until that limit has room."""
     left: tuple[int, ...] = ()
     """When admitted: per rate limit, what it has left (requests, tokens or slots) and ms until it is full."""
+    missing_rates: tuple[int, ...] = ()
+    """rpm/tpm limits whose state the store may have lost (see `init_rate`): to load from the ledger first."""
 
 
 ADMITTED = ReserveOutcome(True)
@@ -80,6 +82,16 @@ class CounterStore(Protocol):
 
     async def initialise(self, counter: Counter, spent: int, seen_late: Collection[str]) -> bool:
         """Load the counter unless it is loaded; `False` when the late charges differ from `seen_late` (retry)."""
+        ...
+
+    async def init_rate(self, limit: RateLimit, used: int) -> None:
+        """Start the lost state of an rpm or tpm limit from `used`: the requests or tokens the ledger recorded
+        for it in the last window, as if all were used just now (never less strict than the state lost).
+
+        A store reports a limit in `ReserveOutcome.missing_rates` when it has no state for it and may have
+        lost it: within a window of losing its data (a Redis restart or FLUSHALL, a new process). A state
+        that appeared meanwhile is kept.
+        """
         ...
 
     async def read(self, counter: Counter) -> CounterState | None:

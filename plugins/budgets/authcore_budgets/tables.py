@@ -24,6 +24,7 @@ ledger = Table(
     Column("end_user_id", String(255), nullable=True),
     Column("reserved_at_ms", BigInteger, nullable=False, comment="Decides the budget period the charge falls in"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("tokens", BigInteger, nullable=False, server_default="0", comment="Tokens used (rebuilds tpm limits)"),
     Index("ix_budget_ledger_reserved_at", "reserved_at_ms"),
     Index("ix_budget_ledger_key", "key_id", "reserved_at_ms"),
     Index("ix_budget_ledger_team", "team_id", "reserved_at_ms"),

@@ -41,7 +41,7 @@ async def rows(ledger: Ledger) -> list[dict[str, object]]:
 async def test_every_column_is_written_as_given(ledger: Ledger) -> None:
     before = datetime.now(UTC)
     columns = {"key_id": "k1", "team_id": "t1", "user_id": "u1", "org_id": "o1", "end_user_id": "e1"}
-    ledger.submit(Charge("r1", 1234, "gpt-4o", columns, 1_700_000_000_123))
+    ledger.submit(Charge("r1", 1234, "gpt-4o", columns, 1_700_000_000_123, tokens=321))
     ledger.submit(Charge("r2", 5, None, {"key_id": "k2", "ignored": "x"}, 1_700_000_000_456))
     assert ledger.backlog == 2
     await ledger.flush()
@@ -51,10 +51,10 @@ async def test_every_column_is_written_as_given(ledger: Ledger) -> None:
     first.pop("id")
     second.pop("id")
     assert first == {"request_id": "r1", "amount_micros": 1234, "model": "gpt-4o", **columns,
-                     "reserved_at_ms": 1_700_000_000_123}  # fmt: skip
+                     "reserved_at_ms": 1_700_000_000_123, "tokens": 321}  # fmt: skip
     assert second == {
         "request_id": "r2", "amount_micros": 5, "model": None, "key_id": "k2", "team_id": None, "user_id": None,
-        "org_id": None, "end_user_id": None, "reserved_at_ms": 1_700_000_000_456,
+        "org_id": None, "end_user_id": None, "reserved_at_ms": 1_700_000_000_456, "tokens": 0,
     }  # fmt: skip
     async with ledger._engine.connect() as connection:
         stored = (await connection.exec_driver_sql("SELECT created_at FROM budget_ledger")).scalars().all()

@@ -11,7 +11,7 @@ import pytest
 from authcore_budgets import BudgetsPlugin, migrations
 from authcore_budgets.tables import ledger, limits, metadata
 from budget_helpers import budgets_config
-from sqlalchemy import Connection, MetaData, inspect, select
+from sqlalchemy import Connection, MetaData, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from authcore.resources import Resources
@@ -42,13 +42,17 @@ def _tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
 
+ADDED_LATER = "tokens"
+"""The ledger column the first release's `create_all` did not make (revision 0002 adds it)."""
+
+
 def _charge(request_id: str) -> dict[str, object]:
     return {"request_id": request_id, "amount_micros": 5, "reserved_at_ms": 1, "created_at": datetime.now(UTC)}
 
 
 def test_revisions_ship_inside_the_package() -> None:
     assert migrations.SCRIPT_LOCATION.endswith("authcore_budgets/migrations")
-    assert migrations.head() == "0001_initial"
+    assert migrations.head() == "0002_ledger_tokens"
     assert BudgetsPlugin.migrations is migrations.MIGRATIONS
 
 
@@ -78,6 +82,7 @@ async def test_tables_created_by_create_all_are_adopted_with_their_rows(engine: 
     # Before migrations, start-up ran metadata.create_all and kept no revision.
     async with engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
+        await connection.execute(text(f"ALTER TABLE budget_ledger DROP COLUMN {ADDED_LATER}"))
         await connection.execute(ledger.insert().values(**_charge("r1")))
         await connection.execute(
             limits.insert().values(
@@ -89,7 +94,7 @@ async def test_tables_created_by_create_all_are_adopted_with_their_rows(engine: 
 
     assert await migrations.current(engine) == migrations.head()
     async with engine.connect() as connection:
-        assert (await connection.execute(select(ledger.c.request_id))).scalars().all() == ["r1"]
+        assert (await connection.execute(select(ledger.c.request_id, ledger.c.tokens))).all() == [("r1", 0)]
         assert (await connection.execute(select(limits.c.max_budget_micros))).scalars().all() == [7]
         assert await connection.run_sync(_schema_differences) == []
 
@@ -99,6 +104,7 @@ async def test_a_missing_table_is_created_next_to_an_adopted_one(engine: AsyncEn
     ledger.to_metadata(only_ledger)
     async with engine.begin() as connection:
         await connection.run_sync(only_ledger.create_all)
+        await connection.execute(text(f"ALTER TABLE budget_ledger DROP COLUMN {ADDED_LATER}"))
         await connection.execute(ledger.insert().values(**_charge("r1")))
 
     await migrations.upgrade(engine)
