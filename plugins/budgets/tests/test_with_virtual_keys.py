@@ -80,6 +80,37 @@ def resources(request: pytest.FixtureRequest, tmp_path: Path) -> Resources:
     )
 
 
+async def test_a_members_budget_in_the_team_holds_for_that_member_only(resources: Resources) -> None:
+    async with gateway(resources) as (runner, client):
+        assert (await client.post("/team/new", json={"team_id": "t-m"}, headers=ADMIN)).status_code == 200
+        for user in ("u-capped", "u-free"):
+            assert (await client.post("/user/new", json={"user_id": user}, headers=ADMIN)).status_code == 200
+        member = {"team_id": "t-m", "member": {"user_id": "u-capped"}, "max_budget_in_team": 0.05}
+        added = await client.post("/team/member_add", json=member, headers=ADMIN)
+        assert added.status_code == 200, added.text
+        other = {"team_id": "t-m", "member": {"user_id": "u-free"}}
+        assert (await client.post("/team/member_add", json=other, headers=ADMIN)).status_code == 200
+
+        def key_of(user: str) -> dict[str, str]:
+            return {"team_id": "t-m", "user_id": user}
+
+        capped = [
+            (await client.post("/key/generate", json=key_of("u-capped"), headers=ADMIN)).json()["key"]
+            for _ in range(2)
+        ]
+        free = (await client.post("/key/generate", json=key_of("u-free"), headers=ADMIN)).json()["key"]
+        # LiteLLM's team member budget: the member's spend in the team, across the member's keys there.
+        assert [await spend(runner, capped[0]), await spend(runner, capped[1])] == [200, 429]
+        refused = await runner.authenticate(chat(capped[1]))
+        assert refused.error is not None
+        assert refused.error.reason_id.endswith("team_member")
+        assert [await spend(runner, free) for _ in range(3)] == [200, 200, 200]
+
+        raised = {"team_id": "t-m", "user_id": "u-capped", "max_budget_in_team": 0.10}
+        assert (await client.post("/team/member_update", json=raised, headers=ADMIN)).status_code == 200
+        assert [await spend(runner, capped[1]), await spend(runner, capped[0])] == [200, 429]
+
+
 async def test_a_team_budget_set_with_team_new_is_shared_by_its_keys(resources: Resources) -> None:
     async with gateway(resources) as (runner, client):
         team = await client.post("/team/new", json={"team_id": "t-budget", "max_budget": 0.10}, headers=ADMIN)

@@ -33,12 +33,14 @@ from authcore_virtual_keys.schemas import (
     NO_EXPIRY,
     DeleteKeys,
     DeleteTeams,
+    DeleteUsers,
     GenerateKey,
     KeyFields,
     KeyRef,
     NewTeam,
     NewUser,
     RegenerateKey,
+    TeamId,
     UpdateKey,
     UpdateTeam,
     UpdateUser,
@@ -46,7 +48,7 @@ from authcore_virtual_keys.schemas import (
 )
 from authcore_virtual_keys.store import now_utc
 from authcore_virtual_keys.tables import keys, organizations, projects, teams, users
-from authcore_virtual_keys.views import key_view, team_view, user_view, with_spend
+from authcore_virtual_keys.views import key_view, member_view, team_view, user_view, with_spend
 
 if TYPE_CHECKING:
     from authcore_virtual_keys.cache import SnapshotCache
@@ -204,13 +206,18 @@ class AdminApi:
             ("/team/info", self.team_info, get),
             ("/team/update", self.team_update, post),
             ("/team/delete", self.team_delete, post),
+            ("/team/block", self.team_block, post),
+            ("/team/unblock", self.team_unblock, post),
             ("/user/new", self.user_new, post),
             ("/user/info", self.user_info, get),
             ("/user/update", self.user_update, post),
+            ("/user/delete", self.user_delete, post),
         ]
-        # Imported here: the entity endpoints reuse this module's helpers.
+        # Imported here: the entity and membership endpoints reuse this module's helpers.
         from authcore_virtual_keys.entities import EntityApi
+        from authcore_virtual_keys.members import MemberApi
 
+        table.extend(MemberApi(self._backend).table())
         table.extend(EntityApi(self._backend, self.spent).table())
         return [PluginRoute(path, _guarded(handler), methods, access="admin") for path, handler, methods in table]
 
@@ -514,6 +521,7 @@ class AdminApi:
         if row is None:
             raise ApiError(404, "Team not found.", code="team_not_found", param="team_id")
         info = await self.spent(team_view(row), "team", team_id, handed_over(row))
+        info["members_with_roles"] = [member_view(member) for member in await self._backend.store.team_members(team_id)]
         return JSONResponse({"team_id": team_id, "team_info": info})
 
     async def team_update(self, request: Request) -> Response:
@@ -546,6 +554,23 @@ class AdminApi:
             raise ApiError(404, "One or more teams do not exist; nothing was deleted.", code="team_not_found")
         logger.info("teams deleted with their keys team_ids=%s", ",".join(body.team_ids))
         return JSONResponse({"deleted_teams": body.team_ids})
+
+    async def team_block(self, request: Request) -> Response:
+        return await self._set_team_blocked(request, True)
+
+    async def team_unblock(self, request: Request) -> Response:
+        return await self._set_team_blocked(request, False)
+
+    async def _set_team_blocked(self, request: Request, blocked: bool) -> Response:
+        body = _validate(TeamId, await _body(request))
+        try:
+            row = await self._backend.store.update_row(teams, body.team_id, {"blocked": blocked})
+        finally:
+            self._invalidate_team(body.team_id)
+        if row is None:
+            raise ApiError(404, "Team not found.", code="team_not_found", param="team_id")
+        logger.info("team %s team_id=%s", "blocked" if blocked else "unblocked", body.team_id)
+        return JSONResponse(await self.spent(team_view(row), "team", body.team_id, handed_over(row)))
 
     async def _check_team_org(self, team_id: str | None, org_id: str | None) -> None:
         """The organization exists, and no key of the team (`team_id`, when it exists) names another one."""
@@ -610,6 +635,18 @@ class AdminApi:
             raise ApiError(404, "User not found.", code="user_not_found", param="user_id")
         logger.info("user updated user_id=%s fields=%s", body.user_id, ",".join(sorted(values)))
         return JSONResponse(await self.spent(user_view(row), "user", body.user_id))
+
+    async def user_delete(self, request: Request) -> Response:
+        body = _validate(DeleteUsers, await _body(request))
+        try:
+            deleted = await self._backend.store.delete_users(body.user_ids)
+        finally:
+            for user_id in body.user_ids:
+                self._invalidate_user(user_id)
+        if not deleted:
+            raise ApiError(404, "One or more users do not exist; nothing was deleted.", code="user_not_found")
+        logger.info("users deleted with their keys user_ids=%s", ",".join(body.user_ids))
+        return JSONResponse({"deleted_users": body.user_ids})
 
     def _invalidate_user(self, user_id: str) -> None:
         self._backend.cache.invalidate_user(user_id)

@@ -1,4 +1,5 @@
-"""Admin endpoints for organizations, projects and customers (end users), LiteLLM-compatible where LiteLLM has them.
+"""Admin endpoints for organizations, projects, customers (end users) and the team and user lists, LiteLLM-compatible
+where LiteLLM has them.
 
 Served through `AdminApi.routes`, so they share its caller check and error
 shapes. Bad input is a 4xx and changes nothing.
@@ -42,8 +43,8 @@ from authcore_virtual_keys.schemas import (
     UpdateProject,
 )
 from authcore_virtual_keys.store import InUse, now_utc
-from authcore_virtual_keys.tables import end_users, keys, organizations, projects, teams
-from authcore_virtual_keys.views import customer_view, organization_view, project_view
+from authcore_virtual_keys.tables import end_users, keys, organizations, projects, teams, users
+from authcore_virtual_keys.views import customer_view, organization_view, project_view, team_view, user_view
 
 logger = logging.getLogger("authcore.virtual_keys")
 
@@ -62,6 +63,8 @@ class EntityApi:
     def table(self) -> list[tuple[str, Handler, tuple[str, ...]]]:
         post, get = ("POST",), ("GET",)
         return [
+            ("/team/list", self.team_list, get),
+            ("/user/list", self.user_list, get),
             ("/organization/new", self.organization_new, post),
             ("/organization/info", self.organization_info, get),
             ("/organization/update", self.organization_update, ("POST", "PATCH")),
@@ -199,6 +202,14 @@ class EntityApi:
 
     async def organization_list(self, request: Request) -> Response:
         return await self._list(request, organizations, organization_view, "organizations", "org")
+
+    # -- team and user lists ------------------------------------------------
+
+    async def team_list(self, request: Request) -> Response:
+        return await self._list(request, teams, team_view, "teams", "team")
+
+    async def user_list(self, request: Request) -> Response:
+        return await self._list(request, users, user_view, "users", "user")
 
     # -- projects -----------------------------------------------------------
 

@@ -26,7 +26,8 @@ LIMIT_FIELDS = (
 )
 """Key columns handed to other plugins (budgets) through `Identity.limits`; not enforced here.
 
-The team's and organization's `ENTITY_LIMIT_FIELDS` go in `limits["team"]` and `limits["org"]`.
+The team's and organization's `ENTITY_LIMIT_FIELDS` go in `limits["team"]` and `limits["org"]`, the key's
+user's budget in the key's team in `limits["team_member"]`.
 
 Datetimes (`temp_budget_expiry`) are passed as ISO-8601 strings in UTC.
 """
@@ -247,6 +248,10 @@ def _limits(row: Mapping[str, Any]) -> Mapping[str, Any]:
         handed = handed_over(row, prefix)
         if handed:
             limits[entity] = MappingProxyType(handed)
+    member_budget = row.get("member_max_budget_in_team")
+    if member_budget is not None:
+        # The key's user's budget in the key's team (`/team/member_add`), LiteLLM's team member budget.
+        limits["team_member"] = MappingProxyType({"max_budget": member_budget})
     return MappingProxyType(limits)
 
 

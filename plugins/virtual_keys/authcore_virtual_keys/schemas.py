@@ -163,6 +163,59 @@ class DeleteTeams(_Request):
     team_ids: list[Name] = Field(min_length=1, max_length=1000)
 
 
+class TeamMember(_Request):
+    """A user in a team, named by id or by e-mail (LiteLLM's `Member`)."""
+
+    user_id: Name | None = None
+    user_email: Annotated[str, StringConstraints(min_length=3, max_length=320)] | None = None
+    role: Literal["admin", "user"] = "user"
+
+    @model_validator(mode="after")
+    def _named(self) -> TeamMember:
+        if self.user_id is None and self.user_email is None:
+            raise ValueError("a member needs a user_id or a user_email")
+        return self
+
+
+class AddTeamMembers(_Request):
+    team_id: Name
+    member: list[TeamMember] = Field(min_length=1, max_length=100, description="One member, or a list of 1 to 100.")
+    max_budget_in_team: float | None = Field(None, ge=0, description="Each added member's budget in this team (USD).")
+
+    @field_validator("member", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        # LiteLLM takes one member object or a list of them.
+        return [value] if isinstance(value, dict) else value
+
+
+class TeamMemberReference(_Request):
+    team_id: Name
+    user_id: Name | None = None
+    user_email: Annotated[str, StringConstraints(min_length=3, max_length=320)] | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> TeamMemberReference:
+        if (self.user_id is None) == (self.user_email is None):
+            raise ValueError("give exactly one of user_id and user_email")
+        return self
+
+
+class UpdateTeamMember(TeamMemberReference):
+    role: Literal["admin", "user"] | None = None
+    max_budget_in_team: float | None = Field(None, ge=0)
+
+
+class TeamId(_Request):
+    """/team/block and /team/unblock."""
+
+    team_id: Name
+
+
+class DeleteUsers(_Request):
+    user_ids: list[Name] = Field(min_length=1, max_length=1000)
+
+
 class UserFields(_Request):
     user_role: UserRole | None = None
     user_email: Annotated[str, StringConstraints(max_length=320)] | None = None

@@ -8,15 +8,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Select, Table, bindparam, delete, func, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Column, Select, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from authcore import DependencyFailure
 from authcore_virtual_keys import migrations
 from authcore_virtual_keys.records import KeySnapshot, as_utc, snapshot_from_row
-from authcore_virtual_keys.tables import grace_keys, keys, organizations, projects, teams, users
+from authcore_virtual_keys.tables import grace_keys, keys, organizations, projects, team_members, teams, users
 
 logger = logging.getLogger("authcore.virtual_keys")
 
@@ -27,7 +27,8 @@ _KEY_ORG = func.coalesce(keys.c.org_id, teams.c.organization_id)
 
 
 def _lookup_query() -> Select[Any]:
-    # One statement per lookup: the key with its team and user, so a cold key costs one round trip.
+    # One statement per lookup: the key with its team, user, membership, organization and project, so a cold key
+    # costs one round trip.
     return select(
         keys,
         teams.c.team_id.label("team_team_id"),
@@ -50,9 +51,13 @@ def _lookup_query() -> Select[Any]:
         projects.c.project_id.label("project_project_id"),
         projects.c.models.label("project_models"),
         projects.c.blocked.label("project_blocked"),
+        team_members.c.max_budget_in_team.label("member_max_budget_in_team"),
     ).select_from(
         keys.outerjoin(teams, teams.c.team_id == keys.c.team_id)
         .outerjoin(users, users.c.user_id == keys.c.user_id)
+        .outerjoin(
+            team_members, and_(team_members.c.team_id == keys.c.team_id, team_members.c.user_id == keys.c.user_id)
+        )
         # A key without an organization of its own is in its team's (`records.snapshot_from_row`).
         .outerjoin(organizations, organizations.c.organization_id == _KEY_ORG)
         .outerjoin(projects, projects.c.project_id == keys.c.project_id)
@@ -371,6 +376,7 @@ class KeyStore:
                 team_keys = select(keys.c.token_hash).where(keys.c.team_id.in_(list(team_ids)))
                 await connection.execute(delete(grace_keys).where(grace_keys.c.active_token_hash.in_(team_keys)))
                 await connection.execute(delete(keys).where(keys.c.team_id.in_(list(team_ids))))
+                await connection.execute(delete(team_members).where(team_members.c.team_id.in_(list(team_ids))))
         except _RollBack:
             return False
         return True
@@ -383,7 +389,77 @@ class KeyStore:
             )
             return {row[0] for row in result}
 
+    # -- team members -------------------------------------------------------
+
+    async def add_members(self, team_id: str, members: Sequence[Mapping[str, Any]], new_users: Sequence[Row]) -> str:
+        """Store `new_users` and the memberships, all or nothing: `"added"`, `"no_team"`, or `"member"` when
+        one of them is already in the team."""
+        try:
+            async with self.engine.begin() as connection:
+                found = await connection.execute(select(teams.c.team_id).where(teams.c.team_id == team_id))
+                if found.first() is None:
+                    raise _RollBack("no_team")
+                for user in new_users:
+                    await connection.execute(users.insert().values(**user))
+                for member in members:
+                    await connection.execute(team_members.insert().values(team_id=team_id, **member))
+        except _RollBack as outcome:
+            return str(outcome)
+        except IntegrityError:
+            return "member"
+        return "added"
+
+    async def team_members(self, team_id: str) -> list[Row]:
+        """The team's members with their e-mail, oldest first."""
+        query = (
+            select(team_members, users.c.user_email)
+            .select_from(team_members.outerjoin(users, users.c.user_id == team_members.c.user_id))
+            .where(team_members.c.team_id == team_id)
+            .order_by(team_members.c.created_at, team_members.c.user_id)
+        )
+        async with self.engine.connect() as connection:
+            return [_row(row) for row in (await connection.execute(query)).mappings()]
+
+    async def update_member(self, team_id: str, user_id: str, values: Mapping[str, Any]) -> bool:
+        member = and_(team_members.c.team_id == team_id, team_members.c.user_id == user_id)
+        async with self.engine.begin() as connection:
+            changed = await connection.execute(
+                update(team_members).where(member).values(**values, updated_at=now_utc())
+            )
+        return bool(changed.rowcount)
+
+    async def delete_member(self, team_id: str, user_id: str) -> bool:
+        member = and_(team_members.c.team_id == team_id, team_members.c.user_id == user_id)
+        async with self.engine.begin() as connection:
+            changed = await connection.execute(delete(team_members).where(member))
+        return bool(changed.rowcount)
+
+    async def user_ids_by_email(self, emails: Iterable[str]) -> dict[str, str]:
+        """E-mail -> user id for the stored users with these e-mails (the oldest user, when several share one)."""
+        wanted = sorted(set(emails))
+        query = select(users.c.user_email, users.c.user_id).where(users.c.user_email.in_(wanted))
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query.order_by(users.c.created_at.desc(), users.c.user_id.desc()))).all()
+        return {email: user_id for email, user_id in rows}
+
     # -- users --------------------------------------------------------------
+
+    async def delete_users(self, user_ids: Sequence[str]) -> bool:
+        """Delete all of the users with their keys and team memberships, or nothing when one does not exist."""
+        wanted = list(user_ids)
+        try:
+            async with self.engine.begin() as connection:
+                changed = await connection.execute(delete(users).where(users.c.user_id.in_(wanted)))
+                if changed.rowcount != len(set(wanted)):
+                    raise _RollBack
+                # Their keys go with them, as in LiteLLM: left behind they would outlive their owner.
+                user_keys = select(keys.c.token_hash).where(keys.c.user_id.in_(wanted))
+                await connection.execute(delete(grace_keys).where(grace_keys.c.active_token_hash.in_(user_keys)))
+                await connection.execute(delete(keys).where(keys.c.user_id.in_(wanted)))
+                await connection.execute(delete(team_members).where(team_members.c.user_id.in_(wanted)))
+        except _RollBack:
+            return False
+        return True
 
     async def user_keys(self, user_id: str) -> list[str]:
         async with self.engine.connect() as connection:

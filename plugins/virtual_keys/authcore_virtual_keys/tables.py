@@ -1,4 +1,4 @@
-"""The database tables: keys, teams, users, organizations, projects and end users (SQLAlchemy Core).
+"""The database tables: keys, teams, team members, users, organizations, projects, end users (SQLAlchemy Core).
 
 This is the current shape the queries use. The schema itself is created and
 changed only by the migrations in `authcore_virtual_keys.migrations`; a test
@@ -75,6 +75,17 @@ users = Table(
     Column("deactivated", Boolean, nullable=False, default=False),
     Column("metadata", JSON, nullable=False, default=dict),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+team_members = Table(
+    "vk_team_members",
+    metadata,
+    Column("team_id", String(255), primary_key=True),
+    Column("user_id", String(255), primary_key=True, index=True),
+    Column("role", String(16), nullable=False, comment="LiteLLM's team member roles: admin or user"),
+    Column("max_budget_in_team", Float, nullable=True, comment="The member's budget in this team (budgets enforces)"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
 )
 
 organizations = Table(

@@ -73,6 +73,16 @@ def team_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def member_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of a team's `members_with_roles` (LiteLLM's shape, with the member's budget in the team)."""
+    return {
+        "user_id": row["user_id"],
+        "user_email": row.get("user_email"),
+        "role": row["role"],
+        "max_budget_in_team": row.get("max_budget_in_team"),
+    }
+
+
 def user_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "user_id": row["user_id"],

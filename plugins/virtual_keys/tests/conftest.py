@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,17 @@ async def echo(request: Request) -> JSONResponse:
             "models": identity.models,
             "metadata": dict(identity.metadata),
             "end_user_id": identity.end_user_id,
+            "limits": _plain(identity.limits),
             "trace": result.trace.to_dict(),
         }
     )
+
+
+def _plain(value: Any) -> Any:
+    """Read-only mappings (as identities carry them) as plain dicts, for JSON."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 @dataclass

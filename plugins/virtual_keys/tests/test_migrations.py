@@ -116,7 +116,7 @@ async def test_concurrent_upgrades_on_postgres_do_not_fail(authcore_postgres_url
 async def test_migration_scripts_ship_inside_the_package() -> None:
     # Alembic finds its scripts next to the installed module, not in a checkout's alembic.ini.
     assert migrations.SCRIPT_LOCATION.endswith("authcore_virtual_keys/migrations")
-    assert migrations.head() == "0005_key_budget_id"
+    assert migrations.head() == "0006_team_members"
 
 
 async def test_start_up_without_create_schema_leaves_the_database_alone(make_gateway: GatewayFactory) -> None:
