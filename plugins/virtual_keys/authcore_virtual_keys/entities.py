@@ -225,6 +225,9 @@ class EntityApi:
             "models": body.models or [],
             "blocked": bool(body.blocked),
             "metadata": body.metadata or {},
+            "max_budget": body.max_budget,
+            "tpm_limit": body.tpm_limit,
+            "rpm_limit": body.rpm_limit,
             "created_at": now_utc(),
         }
         row = await self._create(projects, values, "Project", "project_id")

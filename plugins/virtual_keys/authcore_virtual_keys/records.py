@@ -26,8 +26,8 @@ LIMIT_FIELDS = (
 )
 """Key columns handed to other plugins (budgets) through `Identity.limits`; not enforced here.
 
-The team's and organization's `ENTITY_LIMIT_FIELDS` go in `limits["team"]` and `limits["org"]`, the key's
-user's budget in the key's team in `limits["team_member"]`.
+The team's, organization's and project's `ENTITY_LIMIT_FIELDS` go in `limits["team"]`, `limits["org"]` and
+`limits["project"]`, the key's user's budget in the key's team in `limits["team_member"]`.
 
 Datetimes (`temp_budget_expiry`) are passed as ISO-8601 strings in UTC.
 """
@@ -233,7 +233,7 @@ def snapshot_from_row(row: Mapping[str, Any]) -> KeySnapshot:
 
 
 ENTITY_LIMIT_FIELDS = ("max_budget", "tpm_limit", "rpm_limit")
-"""Team and organization columns handed over in `Identity.limits["team"]` / `["org"]` (budgets enforces them)."""
+"""Team, organization and project columns handed over in `Identity.limits["team"]` / `["org"]` / `["project"]`."""
 
 
 def handed_over(row: Mapping[str, Any], prefix: str = "") -> Mapping[str, Any]:
@@ -244,7 +244,7 @@ def handed_over(row: Mapping[str, Any], prefix: str = "") -> Mapping[str, Any]:
 def _limits(row: Mapping[str, Any]) -> Mapping[str, Any]:
     """The key's own limit fields, plus its team's and organization's under `team` and `org` when set."""
     limits: dict[str, Any] = {name: _limit(row[name]) for name in LIMIT_FIELDS if row.get(name) is not None}
-    for entity, prefix in (("team", "team_"), ("org", "org_")):
+    for entity, prefix in (("team", "team_"), ("org", "org_"), ("project", "project_")):
         handed = handed_over(row, prefix)
         if handed:
             limits[entity] = MappingProxyType(handed)

@@ -134,7 +134,7 @@ class DeleteKeys(_Request):
 
 
 class _GroupFields(_Request):
-    """Settings teams and organizations share: a model list, a block flag and limits."""
+    """Settings teams, organizations and projects share: a model list, a block flag and limits."""
 
     models: list[ModelName] | None = None
     blocked: bool | None = None
@@ -274,11 +274,8 @@ class DeleteOrganizations(_Request):
     organization_ids: list[Name] = Field(min_length=1, max_length=1000)
 
 
-class ProjectFields(_Request):
+class ProjectFields(_GroupFields):
     project_alias: Name | None = None
-    models: list[ModelName] | None = None
-    blocked: bool | None = None
-    metadata: dict[str, Any] | None = None
 
 
 class NewProject(ProjectFields):

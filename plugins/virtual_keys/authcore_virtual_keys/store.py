@@ -51,6 +51,9 @@ def _lookup_query() -> Select[Any]:
         projects.c.project_id.label("project_project_id"),
         projects.c.models.label("project_models"),
         projects.c.blocked.label("project_blocked"),
+        projects.c.max_budget.label("project_max_budget"),
+        projects.c.tpm_limit.label("project_tpm_limit"),
+        projects.c.rpm_limit.label("project_rpm_limit"),
         team_members.c.max_budget_in_team.label("member_max_budget_in_team"),
     ).select_from(
         keys.outerjoin(teams, teams.c.team_id == keys.c.team_id)

@@ -112,6 +112,9 @@ projects = Table(
     Column("models", JSON, nullable=False, default=list),
     Column("blocked", Boolean, nullable=False, default=False),
     Column("metadata", JSON, nullable=False, default=dict),
+    Column("max_budget", Float, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("rpm_limit", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=True),
 )

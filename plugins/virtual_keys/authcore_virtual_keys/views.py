@@ -52,7 +52,7 @@ def key_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _group_fields(row: Mapping[str, Any]) -> dict[str, Any]:
-    """What teams and organizations show alike (see `schemas._GroupFields`)."""
+    """What teams, organizations and projects show alike (see `schemas._GroupFields`)."""
     return {
         "models": list(row.get("models") or []),
         "blocked": bool(row.get("blocked")),
@@ -108,10 +108,7 @@ def project_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "project_id": row["project_id"],
         "project_alias": row.get("project_alias"),
         "organization_id": row.get("organization_id"),
-        "models": list(row.get("models") or []),
-        "blocked": bool(row.get("blocked")),
-        "metadata": row.get("metadata") or {},
-        "created_at": _iso(row.get("created_at")),
+        **_group_fields(row),
         "updated_at": _iso(row.get("updated_at")),
     }
 

@@ -328,3 +328,18 @@ async def test_end_user_that_is_not_a_string_is_400(database_url: str) -> None:
         key = await gw.generate()
 
         assert (await gw.chat(key["key"], user={"id": "c1"})).status_code == 400
+
+
+async def test_project_limits_are_stored_shown_and_handed_over_with_its_keys(gw: Gateway) -> None:
+    created = await gw.admin("/project/new", {"project_id": "p1", "max_budget": 5, "rpm_limit": 10})
+    assert created.status_code == 200, created.text
+    assert (created.json()["max_budget"], created.json()["rpm_limit"], created.json()["tpm_limit"]) == (5, 10, None)
+    key = (await gw.generate(project_id="p1"))["key"]
+    first = await gw.chat(key)
+    assert first.status_code == 200, first.text
+    assert first.json()["limits"]["project"] == {"max_budget": 5, "rpm_limit": 10}
+    updated = await gw.admin("/project/update", {"project_id": "p1", "tpm_limit": 1000})
+    assert updated.json()["tpm_limit"] == 1000
+    # The key's cached snapshot follows the project's change at once.
+    assert (await gw.chat(key)).json()["limits"]["project"] == {"max_budget": 5, "rpm_limit": 10, "tpm_limit": 1000}
+    assert (await gw.admin("/project/new", {"project_id": "p2", "max_budget": -1})).status_code == 422

@@ -1,4 +1,5 @@
-"""Team memberships: a user's role in a team and its budget there (LiteLLM's /team/member_* endpoints).
+"""Team memberships (a user's role in a team and its budget there: LiteLLM's /team/member_* endpoints), and limits
+on projects (max_budget, tpm_limit, rpm_limit, handed over to other plugins as teams' and organizations' are).
 
 Revision ID: 0006_team_members
 Revises: 0005_key_budget_id
@@ -28,7 +29,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_vk_team_members_user_id", "vk_team_members", ["user_id"])
+    op.add_column("vk_projects", sa.Column("max_budget", sa.Float, nullable=True))
+    op.add_column("vk_projects", sa.Column("tpm_limit", sa.Integer, nullable=True))
+    op.add_column("vk_projects", sa.Column("rpm_limit", sa.Integer, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("vk_projects") as batch:
+        for column in ("max_budget", "tpm_limit", "rpm_limit"):
+            batch.drop_column(column)
     op.drop_table("vk_team_members")
