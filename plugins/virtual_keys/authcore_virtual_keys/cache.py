@@ -100,7 +100,8 @@ class SnapshotCache:
         if snapshot is None:
             self._remember_unknown(token)
         else:
-            put_newest(self._entries, token, (snapshot, self._clock()), self._max_entries)
+            # Fresh for what is left of `ttl` since the database read (older when it came from the shared cache).
+            put_newest(self._entries, token, (snapshot, self._clock() - snapshot.age_s), self._max_entries)
         return snapshot
 
     def _remember_unknown(self, token: str) -> None:

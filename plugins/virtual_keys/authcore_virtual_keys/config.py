@@ -48,6 +48,14 @@ class VirtualKeysConfig(BaseModel):
         5.0, ge=0, le=60, description="How long an unknown key is remembered as unknown (saves database reads)."
     )
     negative_cache_size: int = Field(10_000, ge=0, le=1_000_000, description="Most unknown keys remembered at once.")
+    shared_cache: bool = Field(
+        True,
+        description=(
+            "With Redis: replicas share the key rows they read (for `cache_ttl_s`), so a key is read from the "
+            "database once for all replicas instead of once per replica. Redis failing only sends reads to the "
+            "database."
+        ),
+    )
     create_schema: bool = Field(
         True, description="Run the plugin's database migrations at start-up (creates the tables when missing)."
     )

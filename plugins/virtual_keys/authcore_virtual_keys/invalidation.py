@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -86,10 +87,14 @@ class InvalidationBus:
     until `stop`, reconnecting with exponential backoff.
     """
 
-    def __init__(self, redis: Redis, channel: str, cache: Invalidatable) -> None:
+    def __init__(
+        self, redis: Redis, channel: str, cache: Invalidatable, *, before: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._redis = redis
         self._channel = channel
         self._cache = cache
+        self._before = before
+        """Run before each publication (the shared rows' `bump`), so replicas that act on it read the change."""
         self._sending: set[asyncio.Task[None]] = set()
         self._subscriber: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -135,7 +140,17 @@ class InvalidationBus:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
+    @property
+    def sending(self) -> bool:
+        """Whether a change made here is still on its way to the replicas."""
+        return bool(self._sending)
+
     async def _send(self, message: str) -> None:
+        if self._before is not None:
+            try:
+                await self._before()
+            except Exception as error:  # noqa: BLE001 - the shared rows then fall back to their freshness bound
+                logger.warning("virtual keys: shared key rows not invalidated: %s", type(error).__name__)
         try:
             await self._redis.publish(self._channel, message)
         except Exception as error:  # noqa: BLE001 - other replicas fall back to the freshness bound

@@ -39,6 +39,7 @@ from authcore_virtual_keys.hashing import KEY_PREFIX, KeyHasher, TokenMatcher
 from authcore_virtual_keys.invalidation import InvalidationBus, channel_name
 from authcore_virtual_keys.migrations import MIGRATIONS
 from authcore_virtual_keys.records import KeySnapshot
+from authcore_virtual_keys.shared_rows import SharedRows
 from authcore_virtual_keys.store import KeyStore
 from authcore_virtual_keys.tables import end_users
 
@@ -76,6 +77,7 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         )
         self._store: KeyStore | None = None
         self._bus: InvalidationBus | None = None
+        self._shared: SharedRows | None = None
         self._tokens: dict[str, str] = {}
         """Raw key -> its stored hash, for keys that resolved. In this process's memory only, like the request
         that carried the key; never logged, traced, shared or persisted (`security_bar.md` allows in-process)."""
@@ -115,7 +117,19 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         return self._cache
 
     async def _lookup(self, token: str) -> KeySnapshot | None:
-        return await self.store.lookup(token)
+        """A key the cache does not hold: from the rows replicas share when there are any, else the database."""
+        shared, bus = self._shared, self._bus
+        if shared is None or bus is None or bus.sending:
+            # While a change made here is on its way out, rows shared before it still look current.
+            return await self.store.lookup(token)
+        snapshot, generation = await shared.get(token)
+        if snapshot is not None:
+            return snapshot
+        read_at = time.monotonic()
+        snapshot, row = await self.store.lookup_row(token)
+        if row is not None and generation is not None:
+            shared.put(token, row, generation, read_at)
+        return snapshot
 
     async def _load_end_user(self, user_id: str) -> EndUserRecord | None:
         row = await self.store.get_row(end_users, user_id)
@@ -133,7 +147,11 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         redis = context.resources.redis()
         if redis is not None:
             # Without Redis (the embedded single process) changes are dropped from this process's cache only.
-            bus = InvalidationBus(redis, channel_name(context.resources.redis_prefix, self.name), self._cache)
+            prefix = context.resources.redis_prefix
+            if self.config.shared_cache:
+                self._shared = SharedRows(redis, f"{prefix}vk:{self.name}:", ttl_s=self.config.cache_ttl_s)
+            bump = self._shared.bump if self._shared is not None else None
+            bus = InvalidationBus(redis, channel_name(prefix, self.name), self._cache, before=bump)
             self._cache.set_publisher(bus.publish)
             self._bus = bus
             await bus.start()
@@ -144,6 +162,9 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
             self._cache.set_publisher(None)
             await self._bus.stop()
             self._bus = None
+        if self._shared is not None:
+            await self._shared.aclose()
+            self._shared = None
         self._cache.clear()
         self._tokens.clear()
         self._store = None

@@ -105,6 +105,8 @@ class KeySnapshot:
     project: ScopeRecord | None = None
     key_id: str = ""
     """The key's public id, fixed at creation (`Identity.key_id`); empty: derived from `token` as before."""
+    age_s: float = field(default=0.0, compare=False, repr=False)
+    """How old the database read behind it already was when this process got it (from the shared cache)."""
     _identities: dict[str, Identity] = field(default_factory=dict, init=False, compare=False, repr=False)
     """Identity per plugin instance, built once: the snapshot is immutable, so is its principal."""
     _derived: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)

@@ -96,26 +96,30 @@ Fetch = Callable[[Select[Any], str], Awaitable[Mapping[str, Any] | None]]
 """Runs `_LOOKUP` or `_GRACE_LOOKUP` with its one parameter, the token hash, and returns the row."""
 
 
-async def _find(fetch: Fetch, token: str) -> KeySnapshot | None:
+Found = tuple[KeySnapshot | None, Mapping[str, Any] | None]
+"""A lookup's snapshot, and the row it was built from when that row is the key's own (not a grace period's)."""
+
+
+async def _find(fetch: Fetch, token: str) -> Found:
     """The key with this hash; else, for a regenerated key's old hash in its grace period, the key that
     replaced it, expiring when the grace period ends."""
     found = await fetch(_LOOKUP, token)
     if found is not None:
-        return snapshot_from_row(found)
+        return snapshot_from_row(found), found
     grace = await fetch(_GRACE_LOOKUP, token)
     if grace is None:
-        return None
+        return None, None
     until = as_utc(grace["expires_at"])
     assert until is not None
     if now_utc() >= until:
-        return None
+        return None, None
     found = await fetch(_LOOKUP, grace["active_token_hash"])
     if found is None:
-        return None
+        return None, None
     snapshot = snapshot_from_row(found)
     # The per-request expiry check then ends the grace period even for a cached snapshot.
     expires = until if snapshot.expires_at is None else min(until, snapshot.expires_at)
-    return dataclasses.replace(snapshot, expires_at=expires)
+    return dataclasses.replace(snapshot, expires_at=expires), None
 
 
 def _executing(connection: AsyncConnection) -> Fetch:
@@ -130,7 +134,7 @@ class _Dropped(Exception):
     """The server closed the connection under a driver-level read (the pool has been told)."""
 
 
-async def _find_on_driver(engine: AsyncEngine, compiled: Mapping[Select[Any], str], token: str) -> KeySnapshot | None:
+async def _find_on_driver(engine: AsyncEngine, compiled: Mapping[Select[Any], str], token: str) -> Found:
     """`_find` on a pooled asyncpg connection, with the statements compiled once.
 
     The pooled connection without a SQLAlchemy `Connection` around it: checking one out
@@ -196,6 +200,10 @@ class KeyStore:
         A regenerated key in its grace period resolves to the key that replaced
         it (same identity), expiring when the grace period ends.
         """
+        return (await self.lookup_row(token))[0]
+
+    async def lookup_row(self, token: str) -> Found:
+        """`lookup`, with the row behind the snapshot when it is the key's own (to share it with other replicas)."""
         try:
             try:
                 return await self._lookup(token)
@@ -210,7 +218,7 @@ class KeyStore:
             logger.warning("virtual key lookup failed: %s", type(error).__name__)
             raise DependencyFailure("The key store is unavailable.", reason_id="key_store_unavailable") from None
 
-    async def _lookup(self, token: str) -> KeySnapshot | None:
+    async def _lookup(self, token: str) -> Found:
         if self._compiled is not None:
             return await _find_on_driver(self.read_engine, self._compiled, token)
         async with self.read_engine.connect() as connection:

@@ -1,0 +1,119 @@
+"""Key rows shared between replicas through Redis: a replica that misses its own cache reads Redis before the database.
+
+One entry per key hash (`<prefix>vk:<instance>:row:<hash>`) holds the row the key
+lookup read and the generation it was read under, and expires `cache_ttl_s` after
+that read.
+Every admin change increments the generation (`bump`, before the change is
+published to the replicas), so an entry written before a change is never served
+after it, whatever it names. An entry older than the freshness bound is never
+served either, and a snapshot built from one counts its age against the bound of
+the in-process cache (`KeySnapshot.age_s`), so a change that reaches no replica
+is still enforced everywhere within `cache_ttl_s` of it.
+
+Redis is only a shortcut here: when it fails or is slow, the database is read, as
+without Redis. Entries hold what the database holds (the keyed hash, never a raw key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from authcore_virtual_keys.records import KeySnapshot, snapshot_from_row
+
+logger = logging.getLogger("authcore.virtual_keys")
+
+DEFAULT_TIMEOUT_S = 0.05
+"""Longer than a loopback round trip by far; past it the database answers instead."""
+
+
+class SharedRows:
+    """Read, write and invalidate the shared key rows of one plugin instance."""
+
+    def __init__(self, redis: Redis, base: str, *, ttl_s: float, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._redis = redis
+        self._rows = f"{base}row:"
+        self.generation_key = f"{base}generation"
+        self._ttl_s = ttl_s
+        self._timeout_s = timeout_s
+        self._writing: set[asyncio.Task[None]] = set()
+        self._failing = False
+
+    async def get(self, token: str) -> tuple[KeySnapshot | None, int | None]:
+        """The snapshot Redis holds for `token` (`None`: none, stale or unreadable), and the current
+        generation to `put` a row read from the database under (`None`: Redis failed, write nothing)."""
+        key = self._rows + token
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.mget(self.generation_key, key)
+                # The entry's age from its own expiry: the Redis server's clock, the same for every replica.
+                pipe.pttl(key)
+                (generation, entry), remaining_ms = await pipe.execute()
+        except Exception as error:  # noqa: BLE001 - Redis is a shortcut: the database answers instead
+            self._failed(error)
+            return None, None
+        self._recovered()
+        current = int(generation or 0)
+        if entry is None or remaining_ms is None or remaining_ms <= 0:
+            return None, current
+        try:
+            stored = json.loads(entry)
+            if int(stored["g"]) != current:
+                return None, current
+            row: dict[str, Any] = stored["row"]
+            for name in stored["dates"]:
+                row[name] = datetime.fromisoformat(row[name])
+            age = max(0.0, self._ttl_s - remaining_ms / 1000)
+            return dataclasses.replace(snapshot_from_row(row), age_s=age), current
+        except Exception as error:  # noqa: BLE001 - an entry this version cannot read is a miss
+            logger.warning("virtual keys: unreadable shared key entry ignored: %s", type(error).__name__)
+            return None, current
+
+    def put(self, token: str, row: Mapping[str, Any], generation: int, read_at: float) -> None:
+        """Store `row` (read from the database at `time.monotonic()` `read_at`, under `generation`) in the
+        background, expiring `ttl_s` after that read."""
+        task = asyncio.get_running_loop().create_task(self._write(token, row, generation, read_at))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+
+    async def _write(self, token: str, row: Mapping[str, Any], generation: int, read_at: float) -> None:
+        try:
+            left_ms = int((self._ttl_s - (time.monotonic() - read_at)) * 1000)
+            if left_ms <= 0:
+                return
+            dates = [name for name, value in row.items() if isinstance(value, datetime)]
+            plain = {name: value.isoformat() if name in dates else value for name, value in row.items()}
+            entry = json.dumps({"g": generation, "dates": dates, "row": plain}, separators=(",", ":"))
+            async with asyncio.timeout(self._timeout_s * 10):
+                await self._redis.set(self._rows + token, entry, px=left_ms)
+        except Exception as error:  # noqa: BLE001 - the next miss reads the database again
+            self._failed(error)
+
+    async def bump(self) -> None:
+        """Make every entry written so far stale (after a change, before it is published)."""
+        await self._redis.incr(self.generation_key)
+
+    async def aclose(self) -> None:
+        if self._writing:
+            await asyncio.wait(set(self._writing), timeout=1.0)
+
+    def _failed(self, error: BaseException) -> None:
+        if not self._failing:
+            self._failing = True
+            logger.warning(
+                "virtual keys: shared key cache unavailable (%s); reading the database", type(error).__name__
+            )
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            logger.info("virtual keys: shared key cache available again")
