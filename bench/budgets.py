@@ -208,7 +208,7 @@ _COUNTS: list[Counts] = []
 
 
 def _count_redis_commands() -> None:
-    """Wrap redis-py's `execute_command` and the store's lean connection (`resp.ScriptConnection.call`)."""
+    """Wrap redis-py's `execute_command` and the lean connection (`authcore.lean_redis.ScriptConnection.call`)."""
     from redis.asyncio import Redis
 
     original: Callable[..., Awaitable[Any]] = Redis.execute_command
@@ -223,7 +223,7 @@ def _count_redis_commands() -> None:
     counted.counted = True  # type: ignore[attr-defined]
     Redis.execute_command = counted  # type: ignore[method-assign]
     try:
-        from authcore_budgets.resp import ScriptConnection
+        from authcore.lean_redis import ScriptConnection
     except ImportError:  # an older plugin (A/B through PYTHONPATH) has no lean connection
         return
     lean: Any = ScriptConnection
@@ -306,7 +306,7 @@ async def _measure_evalsha(resources: Resources, variant: Variant, iterations: i
 async def _measure_lean_evalsha(resources: Resources, variant: Variant, iterations: int) -> None:
     """The same EVALSHA sent pre-encoded on the store's lean connection (what its two scripts use)."""
     try:
-        from authcore_budgets.resp import ScriptConnection, pack
+        from authcore.lean_redis import ScriptConnection, pack
     except ImportError:  # an older plugin (A/B through PYTHONPATH)
         return
     client = resources.redis()

@@ -3,7 +3,7 @@
 Sequential requests (0.3 ms apart, as a lightly loaded gateway sees them) through `bench.budgets`'
 `redis` runner. Timestamps are taken, by wrapping in this process only, when the plugin's
 `reserve_budget` starts, when `_reserve` starts, when the command is queued on the store's lean
-connection (`resp._Protocol.send`), when it is written (`_flush`) and when the reply is read
+connection (`authcore.lean_redis._Protocol.send`), when it is written (`_flush`) and when the reply is read
 (`data_received`). Prints the median of each segment.
 
     uv run python -m bench.budgets_timeline [--requests 4000]
@@ -21,9 +21,9 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
-from authcore_budgets import resp
 from authcore_budgets.plugin import BudgetsPlugin
 
+from authcore import lean_redis as resp
 from bench import budgets
 
 MARKS: dict[str, int] = {}

@@ -36,6 +36,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from authcore_virtual_keys import VirtualKeysPlugin
+from authcore_virtual_keys.invalidation import Change
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import Message
@@ -142,9 +143,10 @@ class Setup:
 
 
 @contextlib.asynccontextmanager
-async def started(database_url: str, resources: Resources | None = None) -> AsyncIterator[Setup]:
-    """A started app (headers + virtual_keys on `database_url`) and a fresh key limited to two models."""
-    config = vk_config(database_url)
+async def started(database_url: str, resources: Resources | None = None, **plugin: Any) -> AsyncIterator[Setup]:
+    """A started app (headers + virtual_keys on `database_url`, `plugin` settings added) and a fresh key limited
+    to two models."""
+    config = vk_config(database_url, **plugin)
     app = Starlette(
         routes=bare_app.routes(),
         middleware=[Middleware(AuthcoreMiddleware)],
@@ -175,6 +177,29 @@ def cold_step(setup: Setup) -> tuple[Step, Callable[[], None]]:
 
     def before() -> None:
         setup.plugin.cache.invalidate(setup.token)
+
+    return step, before
+
+
+def shared_hit_step(setup: Setup) -> tuple[Step, Callable[[], None]]:
+    """A key this process dropped (as a new replica, or after `cache_ttl_s`) that Redis still shares."""
+    step, _ = cached_step(setup)
+    forget = Change("key", setup.token)
+
+    def before() -> None:
+        # This process only: announcing it would make the shared row stale too.
+        setup.plugin.cache.apply(forget)
+
+    return step, before
+
+
+def shared_miss_step(setup: Setup, client: Any, generation_key: str) -> tuple[Step, Callable[[], None]]:
+    """A key neither this process nor Redis holds: a change (the generation) made every shared row stale."""
+    step, forget = shared_hit_step(setup)
+
+    def before() -> None:
+        forget()
+        client.incr(generation_key)
 
     return step, before
 
@@ -290,6 +315,35 @@ async def build_cases(stack: contextlib.AsyncExitStack, args: argparse.Namespace
                 )
             )
         tokens.append(setup.token)
+    redis_url = services.redis_url()
+    try:
+        services.ping_redis(redis_url)
+    except services.ServiceUnavailable:
+        redis_url = ""
+    if redis_url:
+        prefix = f"bench-vk-{os.getpid()}:"
+        stack.callback(services.delete_prefix, redis_url, prefix)
+        shared = await stack.enter_async_context(started(url, Resources(url, redis_url, prefix), shared_cache=True))
+        cases.append(
+            Case(
+                "cold_pg_redis_hit",
+                "not in this process, in Redis (shared_cache): the row another replica read",
+                *shared_hit_step(shared),
+                args.cold_iterations,
+            )
+        )
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        stack.callback(client.close)
+        cases.append(
+            Case(
+                "cold_pg_redis_miss",
+                "in neither (shared_cache): Redis read, then Postgres, then the row shared in the background",
+                *shared_miss_step(shared, client, f"{prefix}vk:{INSTANCE}:generation"),
+                args.cold_iterations,
+            )
+        )
     import asyncpg
 
     connection = await asyncpg.connect(services.with_database(url, url.rsplit("/", 1)[1], "postgresql"))

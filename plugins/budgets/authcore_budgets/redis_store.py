@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import NoScriptError, ResponseError
 
 from authcore import ConfigurationError
+from authcore.lean_redis import ScriptConnection, bulk
 from authcore_budgets import lua
 from authcore_budgets.entities import Counter
 from authcore_budgets.ratelimits import WINDOW_US, RateLimit
-from authcore_budgets.resp import ScriptConnection, bulk
 from authcore_budgets.store import ADMITTED, CounterState, ReserveOutcome
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class RedisStore:
     """Counters under `<prefix>budgets:`. Needs a single Redis node (the scripts span several keys).
 
     RESERVE and SETTLE, the request path, go through a lean pipelined connection
-    (`resp.ScriptConnection`) with the parts that depend only on the plan encoded
+    (`authcore.lean_redis.ScriptConnection`) with the parts that depend only on the plan encoded
     once; a TLS or otherwise unusual client sends the same bytes on a redis-py
     connection instead. Everything else uses redis-py.
     """

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from authcore_budgets.redis_store import RedisStore
-from authcore_budgets.resp import ScriptConnection, pack
 from budget_helpers import budgets_of, chat, plugins
 
 from authcore import Usage
+from authcore.lean_redis import ScriptConnection, pack
 from authcore.resources import Resources
 from authcore.runner import Runner
 from authcore.testing import started_runner

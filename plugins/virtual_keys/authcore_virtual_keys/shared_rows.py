@@ -26,11 +26,15 @@ from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
+from authcore.lean_redis import ScriptConnection, pack
 from authcore_virtual_keys.records import KeySnapshot, snapshot_from_row
 
 logger = logging.getLogger("authcore.virtual_keys")
 
+READ_SCRIPT = "return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('PTTL', KEYS[2])}"
+"""The generation, the entry, and the entry's remaining milliseconds (its age, by the server's clock)."""
 DEFAULT_TIMEOUT_S = 0.05
 """Longer than a loopback round trip by far; past it the database answers instead."""
 
@@ -46,18 +50,17 @@ class SharedRows:
         self._timeout_s = timeout_s
         self._writing: set[asyncio.Task[None]] = set()
         self._failing = False
+        pool = redis.connection_pool
+        # redis-py costs about as much as the database read this saves; the lean connection a third of that.
+        supported = ScriptConnection.supports(pool.connection_class, pool.connection_kwargs)
+        self._lean = ScriptConnection(pool.connection_kwargs) if supported else None
+        self._read_sha: str | None = None
 
     async def get(self, token: str) -> tuple[KeySnapshot | None, int | None]:
         """The snapshot Redis holds for `token` (`None`: none, stale or unreadable), and the current
         generation to `put` a row read from the database under (`None`: Redis failed, write nothing)."""
-        key = self._rows + token
         try:
-            async with asyncio.timeout(self._timeout_s):
-                pipe = self._redis.pipeline(transaction=False)
-                pipe.mget(self.generation_key, key)
-                # The entry's age from its own expiry: the Redis server's clock, the same for every replica.
-                pipe.pttl(key)
-                (generation, entry), remaining_ms = await pipe.execute()
+            generation, entry, remaining_ms = await self._read(self._rows + token)
         except Exception as error:  # noqa: BLE001 - Redis is a shortcut: the database answers instead
             self._failed(error)
             return None, None
@@ -78,6 +81,25 @@ class SharedRows:
             logger.warning("virtual keys: unreadable shared key entry ignored: %s", type(error).__name__)
             return None, current
 
+    async def _read(self, key: str, *, again: bool = True) -> list[Any]:
+        """[generation, entry, entry's remaining ms] in one round trip, the entry's age by the server's clock."""
+        if self._lean is None:
+            async with asyncio.timeout(self._timeout_s):
+                reply: list[Any] = await self._redis.eval(READ_SCRIPT, 2, self.generation_key, key)
+            return reply
+        if self._read_sha is None:
+            async with asyncio.timeout(self._timeout_s * 10):
+                self._read_sha = str(await self._redis.script_load(READ_SCRIPT))
+        command = pack("EVALSHA", self._read_sha, 2, self.generation_key, key)
+        try:
+            found: list[Any] = await self._lean.call(command, self._timeout_s)
+        except NoScriptError:
+            if not again:
+                raise
+            self._read_sha = None  # the server restarted or SCRIPT FLUSH ran: load it again, once
+            return await self._read(key, again=False)
+        return found
+
     def put(self, token: str, row: Mapping[str, Any], generation: int, read_at: float) -> None:
         """Store `row` (read from the database at `time.monotonic()` `read_at`, under `generation`) in the
         background, expiring `ttl_s` after that read."""
@@ -93,8 +115,11 @@ class SharedRows:
             dates = [name for name, value in row.items() if isinstance(value, datetime)]
             plain = {name: value.isoformat() if name in dates else value for name, value in row.items()}
             entry = json.dumps({"g": generation, "dates": dates, "row": plain}, separators=(",", ":"))
-            async with asyncio.timeout(self._timeout_s * 10):
-                await self._redis.set(self._rows + token, entry, px=left_ms)
+            if self._lean is not None:
+                await self._lean.call(pack("SET", self._rows + token, entry, "PX", left_ms), self._timeout_s)
+            else:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._redis.set(self._rows + token, entry, px=left_ms)
         except Exception as error:  # noqa: BLE001 - the next miss reads the database again
             self._failed(error)
 
@@ -105,6 +130,8 @@ class SharedRows:
     async def aclose(self) -> None:
         if self._writing:
             await asyncio.wait(set(self._writing), timeout=1.0)
+        if self._lean is not None:
+            await self._lean.aclose()
 
     def _failed(self, error: BaseException) -> None:
         if not self._failing:

@@ -1,4 +1,4 @@
-"""With Redis, replicas share the key rows they read: one database read for all, never past a change or the bound."""
+"""`shared_cache` with Redis: replicas share the key rows they read, never past a change or the freshness bound."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ def replica(
 
     def start(**overrides: Any) -> contextlib.AbstractAsyncContextManager[Gateway]:
         return open_gateway(
-            authcore_postgres_url, redis_url=authcore_redis_url, redis_prefix=authcore_redis_prefix, **overrides
+            authcore_postgres_url,
+            redis_url=authcore_redis_url,
+            redis_prefix=authcore_redis_prefix,
+            **{"shared_cache": True, **overrides},
         )
 
     return start
@@ -156,7 +159,10 @@ async def test_without_a_reachable_redis_keys_come_from_the_database(
     with socket_free_port() as port:
         url = f"redis://127.0.0.1:{port}/0"
         with caplog.at_level(logging.WARNING, logger="authcore.virtual_keys"):
-            async with open_gateway(authcore_postgres_url, redis_url=url, redis_prefix=authcore_redis_prefix) as gw:
+            gateway = open_gateway(
+                authcore_postgres_url, redis_url=url, redis_prefix=authcore_redis_prefix, shared_cache=True
+            )
+            async with gateway as gw:
                 key = (await gw.generate())["key"]
                 reads = count_database_reads(gw)
                 assert [(await gw.chat(key)).status_code for _ in range(2)] == [200, 200]
@@ -187,3 +193,15 @@ async def test_the_replica_that_made_a_change_never_serves_a_row_shared_before_i
             assert (await a.admin("/key/block", {"key": key})).status_code == 200
             # At once, before the change has reached Redis: the old row must not come back from there.
             assert (await a.chat(key)).status_code == 403
+
+
+async def test_without_shared_cache_nothing_is_shared(
+    authcore_postgres_url: str, authcore_redis_url: str, authcore_redis_prefix: str
+) -> None:
+    async with open_gateway(
+        authcore_postgres_url, redis_url=authcore_redis_url, redis_prefix=authcore_redis_prefix
+    ) as gw:
+        key = await generated(gw)
+        assert (await gw.chat(key)).status_code == 200
+        async with redis_client(authcore_redis_url) as client:
+            assert [key async for key in client.scan_iter(match=f"{authcore_redis_prefix}vk:{INSTANCE}:row:*")] == []

@@ -1,11 +1,12 @@
-"""A lean Redis connection for the two scripts on the request path: pre-encoded commands, pipelined.
+"""A lean Redis connection for scripts on the request path: pre-encoded commands, pipelined.
 
 redis-py spends about 100 µs of CPU per call here (connection checkout, health
-checks, observability hooks, its pure-Python parser), which is most of what
-budgets add to a request. This sends already-encoded RESP commands from every
-concurrent request over one connection (Redis answers in order, and runs a
-script atomically whatever connection it comes from), and parses the replies
-of those scripts: integers, strings, errors and nested arrays.
+checks, observability hooks, its pure-Python parser), which is most of what a
+Redis read adds to a request (budgets' reserve and settle, virtual keys' shared
+rows). This sends already-encoded RESP commands from every concurrent request
+over one connection (Redis answers in order, and runs a script atomically
+whatever connection it comes from), and parses the replies of those scripts:
+integers, strings, errors and nested arrays.
 
 Errors are redis-py's exception types, so callers fail closed on them as on any
 other Redis failure. A lost connection fails every call in flight and the next
