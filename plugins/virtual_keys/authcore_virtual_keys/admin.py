@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -545,15 +546,21 @@ class AdminApi:
 
     async def team_delete(self, request: Request) -> Response:
         body = _validate(DeleteTeams, await _body(request))
-        try:
-            deleted = await self._backend.store.delete_teams(body.team_ids)
-        finally:
-            for team_id in body.team_ids:
-                self._invalidate_team(team_id)
-        if not deleted:
-            raise ApiError(404, "One or more teams do not exist; nothing was deleted.", code="team_not_found")
-        logger.info("teams deleted with their keys team_ids=%s", ",".join(body.team_ids))
+        await self._delete_with_keys(teams, body.team_ids, self._invalidate_team)
         return JSONResponse({"deleted_teams": body.team_ids})
+
+    async def _delete_with_keys(self, table: Table, idents: list[str], invalidate: Callable[[str], None]) -> None:
+        """Teams or users with their keys and memberships: all of them, or 404 and nothing."""
+        try:
+            deleted = await self._backend.store.delete_with_keys(table, idents)
+        finally:
+            for ident in idents:
+                invalidate(ident)
+        what = "teams" if table is teams else "users"
+        if not deleted:
+            message = f"One or more {what} do not exist; nothing was deleted."
+            raise ApiError(404, message, code=f"{what[:-1]}_not_found")
+        logger.info("%s deleted with their keys ids=%s", what, ",".join(idents))
 
     async def team_block(self, request: Request) -> Response:
         return await self._set_team_blocked(request, True)
@@ -638,14 +645,7 @@ class AdminApi:
 
     async def user_delete(self, request: Request) -> Response:
         body = _validate(DeleteUsers, await _body(request))
-        try:
-            deleted = await self._backend.store.delete_users(body.user_ids)
-        finally:
-            for user_id in body.user_ids:
-                self._invalidate_user(user_id)
-        if not deleted:
-            raise ApiError(404, "One or more users do not exist; nothing was deleted.", code="user_not_found")
-        logger.info("users deleted with their keys user_ids=%s", ",".join(body.user_ids))
+        await self._delete_with_keys(users, body.user_ids, self._invalidate_user)
         return JSONResponse({"deleted_users": body.user_ids})
 
     def _invalidate_user(self, user_id: str) -> None:

@@ -374,20 +374,23 @@ class KeyStore:
             rows = [_row(row) for row in (await connection.execute(ordered)).mappings()]
         return rows, int(total)
 
-    # -- teams --------------------------------------------------------------
+    # -- teams and users ----------------------------------------------------
 
-    async def delete_teams(self, team_ids: Sequence[str]) -> bool:
-        """Delete all of the teams and their keys, or nothing when one team does not exist."""
+    async def delete_with_keys(self, table: Table, idents: Sequence[str]) -> bool:
+        """Delete all of these teams or users (`table`) with their keys and team memberships, or nothing
+        when one does not exist."""
+        wanted = list(idents)
+        column = _pk(table).name
         try:
             async with self.engine.begin() as connection:
-                changed = await connection.execute(delete(teams).where(teams.c.team_id.in_(list(team_ids))))
-                if changed.rowcount != len(set(team_ids)):
+                changed = await connection.execute(delete(table).where(_pk(table).in_(wanted)))
+                if changed.rowcount != len(set(wanted)):
                     raise _RollBack
-                # A team's keys go with it: left behind they would outlive the team's limits.
-                team_keys = select(keys.c.token_hash).where(keys.c.team_id.in_(list(team_ids)))
-                await connection.execute(delete(grace_keys).where(grace_keys.c.active_token_hash.in_(team_keys)))
-                await connection.execute(delete(keys).where(keys.c.team_id.in_(list(team_ids))))
-                await connection.execute(delete(team_members).where(team_members.c.team_id.in_(list(team_ids))))
+                # Their keys go with them (as in LiteLLM): left behind they would outlive their limits and owner.
+                owned = select(keys.c.token_hash).where(keys.c[column].in_(wanted))
+                await connection.execute(delete(grace_keys).where(grace_keys.c.active_token_hash.in_(owned)))
+                await connection.execute(delete(keys).where(keys.c[column].in_(wanted)))
+                await connection.execute(delete(team_members).where(team_members.c[column].in_(wanted)))
         except _RollBack:
             return False
         return True
@@ -454,23 +457,6 @@ class KeyStore:
         return {email: user_id for email, user_id in rows}
 
     # -- users --------------------------------------------------------------
-
-    async def delete_users(self, user_ids: Sequence[str]) -> bool:
-        """Delete all of the users with their keys and team memberships, or nothing when one does not exist."""
-        wanted = list(user_ids)
-        try:
-            async with self.engine.begin() as connection:
-                changed = await connection.execute(delete(users).where(users.c.user_id.in_(wanted)))
-                if changed.rowcount != len(set(wanted)):
-                    raise _RollBack
-                # Their keys go with them, as in LiteLLM: left behind they would outlive their owner.
-                user_keys = select(keys.c.token_hash).where(keys.c.user_id.in_(wanted))
-                await connection.execute(delete(grace_keys).where(grace_keys.c.active_token_hash.in_(user_keys)))
-                await connection.execute(delete(keys).where(keys.c.user_id.in_(wanted)))
-                await connection.execute(delete(team_members).where(team_members.c.user_id.in_(wanted)))
-        except _RollBack:
-            return False
-        return True
 
     async def user_keys(self, user_id: str) -> list[str]:
         async with self.engine.connect() as connection:
