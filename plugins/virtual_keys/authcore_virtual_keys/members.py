@@ -68,19 +68,20 @@ class MemberApi:
             )
         if len({m["user_id"] for m in memberships}) != len(memberships):
             raise ApiError(400, "A user is listed twice.", code="duplicate_member", param="member")
-        outcome = await store.add_members(body.team_id, memberships, _unique(new_users))
+        created = _unique(new_users)
+        outcome = await store.add_members(body.team_id, memberships, created)
         if outcome == "no_team":
             raise _team_not_found()
         if outcome == "member":
             raise ApiError(400, "A user is already a member of this team.", code="already_member", param="member")
         self._backend.cache.invalidate_team(body.team_id)
         logger.info("team members added team_id=%s count=%d", body.team_id, len(memberships))
-        created = [await store.get_row(users, user["user_id"]) for user in _unique(new_users)]
+        created_rows = [await store.get_row(users, user["user_id"]) for user in created]
         return JSONResponse(
             {
                 **team_view(team),
                 "members_with_roles": await self.members_of(body.team_id),
-                "updated_users": [user_view(row) for row in created if row is not None],
+                "updated_users": [user_view(row) for row in created_rows if row is not None],
                 "updated_team_memberships": [{"team_id": body.team_id, **member_view(m)} for m in memberships],
             }
         )
