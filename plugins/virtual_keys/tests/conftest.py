@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -91,6 +92,14 @@ class Gateway:
         if model is not None:
             payload["model"] = model
         return await self.client.post("/v1/chat/completions", json=payload, headers={"authorization": f"Bearer {key}"})
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server to start on, or a Redis that is not there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[Gateway]]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from .conftest import (
     SETTLE_S,
     Gateway,
     Replica,
+    free_port,
     seconds_until,
     warm,
 )
@@ -89,13 +89,6 @@ async def test_a_user_deactivated_on_one_replica_denies_their_keys_on_the_other_
 
 
 # -- two gateway processes ----------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_config(path: Path, database_url: str, redis_url: str, redis_prefix: str) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from .conftest import INSTANCE, Gateway, open_gateway
+from .conftest import INSTANCE, Gateway, free_port, open_gateway
 
 pytestmark = pytest.mark.services
 
@@ -156,28 +156,17 @@ async def test_shared_rows_hold_the_keyed_hash_never_the_key(
 async def test_without_a_reachable_redis_keys_come_from_the_database(
     authcore_postgres_url: str, authcore_redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with socket_free_port() as port:
-        url = f"redis://127.0.0.1:{port}/0"
-        with caplog.at_level(logging.WARNING, logger="authcore.virtual_keys"):
-            gateway = open_gateway(
-                authcore_postgres_url, redis_url=url, redis_prefix=authcore_redis_prefix, shared_cache=True
-            )
-            async with gateway as gw:
-                key = (await gw.generate())["key"]
-                reads = count_database_reads(gw)
-                assert [(await gw.chat(key)).status_code for _ in range(2)] == [200, 200]
-                assert len(reads) == 1
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with caplog.at_level(logging.WARNING, logger="authcore.virtual_keys"):
+        gateway = open_gateway(
+            authcore_postgres_url, redis_url=url, redis_prefix=authcore_redis_prefix, shared_cache=True
+        )
+        async with gateway as gw:
+            key = (await gw.generate())["key"]
+            reads = count_database_reads(gw)
+            assert [(await gw.chat(key)).status_code for _ in range(2)] == [200, 200]
+            assert len(reads) == 1
     assert any("shared key cache unavailable" in record.getMessage() for record in caplog.records)
-
-
-@contextlib.contextmanager
-def socket_free_port() -> Any:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    yield port
 
 
 async def test_the_replica_that_made_a_change_never_serves_a_row_shared_before_it(
