@@ -10,7 +10,7 @@ from typing import Any
 
 from authcore import Reservation, Usage
 from authcore_budgets.clock import wall_ms
-from authcore_budgets.entities import Counter, entity_columns
+from authcore_budgets.entities import Counter, LedgerFilter, entity_columns
 from authcore_budgets.ledger import Charge, Ledger
 from authcore_budgets.pricing import Pricer
 from authcore_budgets.ratelimits import WINDOW_US, RateLimit
@@ -111,9 +111,10 @@ class Accountant:
         await self._once(f"rate:{limit.name}", lambda: self._load_rate(limit))
 
     async def _load_rate(self, limit: RateLimit) -> None:
-        since = self._clock() - WINDOW_US // 1000
-        columns = entity_columns(limit.entity, limit.entity_id)
-        requests, tokens = await self.ledger.recent_use(columns, limit.model, since)
+        window = LedgerFilter(
+            entity_columns(limit.entity, limit.entity_id), limit.model, self._clock() - WINDOW_US // 1000, None
+        )
+        requests, tokens = await self.ledger.recent_use(window)
         await self.store.init_rate(limit, requests if limit.kind == "rpm" else tokens)
 
     async def _once(self, name: str, load: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -196,13 +196,7 @@ class Ledger:
 
     async def total(self, where: LedgerFilter, exclude: Collection[str] = ()) -> int:
         """Micro-USD recorded for a budget window, leaving out `exclude` request ids (queued charges first written)."""
-        await self.flush()
-        conditions = [ledger.c[column] == value for column, value in where.columns]
-        if where.model is not None:
-            conditions.append(ledger.c.model == where.model)
-        conditions.append(ledger.c.reserved_at_ms >= where.start_ms)
-        if where.end_ms is not None:
-            conditions.append(ledger.c.reserved_at_ms < where.end_ms)
+        conditions = await self._rows_of(where)
         if exclude:
             conditions.append(ledger.c.request_id.not_in(list(exclude)))
         query = select(func.coalesce(func.sum(ledger.c.amount_micros), 0)).where(and_(*conditions))
@@ -210,14 +204,22 @@ class Ledger:
             value = (await connection.execute(query)).scalar_one()
         return int(value)
 
-    async def recent_use(self, columns: Sequence[tuple[str, str]], model: str | None, since_ms: int) -> tuple[int, int]:
-        """(requests, tokens) recorded for an entity (and model) since `since_ms` (queued rows first written)."""
-        await self.flush()
-        conditions = [ledger.c[column] == value for column, value in columns]
-        if model is not None:
-            conditions.append(ledger.c.model == model)
-        conditions.append(ledger.c.reserved_at_ms >= since_ms)
-        query = select(func.count(), func.coalesce(func.sum(ledger.c.tokens), 0)).where(and_(*conditions))
+    async def recent_use(self, where: LedgerFilter) -> tuple[int, int]:
+        """(requests, tokens) recorded for an entity (and model) in a window (queued rows first written)."""
+        query = select(func.count(), func.coalesce(func.sum(ledger.c.tokens), 0)).where(
+            and_(*await self._rows_of(where))
+        )
         async with self._engine.connect() as connection:
             requests, tokens = (await connection.execute(query)).one()
         return int(requests), int(tokens)
+
+    async def _rows_of(self, where: LedgerFilter) -> list[Any]:
+        """The conditions selecting `where`'s rows, once this process's queued rows are written."""
+        await self.flush()
+        conditions = [ledger.c[column] == value for column, value in where.columns]
+        if where.model is not None:
+            conditions.append(ledger.c.model == where.model)
+        conditions.append(ledger.c.reserved_at_ms >= where.start_ms)
+        if where.end_ms is not None:
+            conditions.append(ledger.c.reserved_at_ms < where.end_ms)
+        return conditions

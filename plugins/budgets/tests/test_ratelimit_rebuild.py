@@ -148,12 +148,12 @@ async def test_every_request_a_rate_limit_applies_to_leaves_a_ledger_row(make_ru
         assert await call(runner, "parallel", model="free") == 200
         ledger = budgets_of(runner).accountant.ledger
         since = budgets_of(runner).now_ms() - 60_000
-        assert await ledger.recent_use((("key_id", "k-pm"),), "free", since) == (1, 1001)
+        assert await ledger.recent_use(LedgerFilter((("key_id", "k-pm"),), "free", since, None)) == (1, 1001)
         # Released: admitted, no tokens, no charge.
-        assert await ledger.recent_use((("key_id", "k-rpm"),), None, since) == (1, 0)
+        assert await ledger.recent_use(LedgerFilter((("key_id", "k-rpm"),), None, since, None)) == (1, 0)
         assert await ledger.total(LedgerFilter((("key_id", "k-rpm"),), None, since, None)) == 0
         # Only parallel slots (not rebuilt from the ledger) and no price: nothing to record.
-        assert await ledger.recent_use((("key_id", "k-par"),), None, since) == (0, 0)
+        assert await ledger.recent_use(LedgerFilter((("key_id", "k-par"),), None, since, None)) == (0, 0)
 
 
 @REDIS_ONLY
