@@ -14,6 +14,7 @@ from authcore_budgets.entities import Counter, LedgerFilter, entity_columns
 from authcore_budgets.ledger import Charge, Ledger
 from authcore_budgets.pricing import Pricer
 from authcore_budgets.ratelimits import WINDOW_US, RateLimit
+from authcore_budgets.settlement_retries import Settlement, SettlementRetries
 from authcore_budgets.store import CounterStore, ReserveOutcome
 
 logger = logging.getLogger("authcore.budgets")
@@ -55,6 +56,13 @@ class Accountant:
         self._clock = clock
         """Epoch ms, the clock `reserved_at_ms` of ledger rows is taken from."""
         self._loading: dict[str, asyncio.Future[None]] = {}
+        self.retries = SettlementRetries(store, self._retried)
+        """Settlements the store failed to take, sent again until it does."""
+
+    async def aclose(self) -> None:
+        """At shutdown: the settlements still waiting for the store, then the ledger's queue."""
+        await self.retries.aclose()
+        await self.ledger.aclose()
 
     def reserve(
         self, request_id: str, counters: Sequence[Counter], amount: int, rates: Sequence[RateLimit] = ()
@@ -154,6 +162,11 @@ class Accountant:
         if not held.charges:
             try:
                 await self.store.settle(held.request_id, (), None, rates, tokens)
+            except Exception:
+                # No marker guards a rate-only settlement: a retry of one that did arrive counts its tokens
+                # twice, which only errs towards refusing.
+                self.retries.add(Settlement(held.request_id, (), None, rates, tokens))
+                raise
             finally:
                 self._record(held, 0, used)
             return
@@ -167,13 +180,24 @@ class Accountant:
             return
         try:
             spends = await self.store.settle(held.request_id, counters, actual, rates, tokens)
-        except BaseException:
+        except BaseException as error:
             # The durable record must still learn the charge (a repeated one is skipped by request id).
             self.ledger.submit(charge)
+            if isinstance(error, Exception):
+                # Cancelled, the store has the settlement already (`cancel_safe`); failed, it may not.
+                self.retries.add(Settlement(held.request_id, counters, actual, rates, tokens))
             raise
         if spends is None:
             return  # already settled: its charge is already recorded
         self.ledger.submit(charge)
+        await self._alert_soft(counters, spends, actual)
+
+    async def _retried(self, settlement: Settlement, spends: list[int]) -> None:
+        if settlement.actual is not None:
+            await self._alert_soft(settlement.counters, spends, settlement.actual)
+
+    async def _alert_soft(self, counters: Sequence[Counter], spends: Sequence[int], actual: int) -> None:
+        """Tell `on_soft` of each counter this charge took past its soft budget."""
         for counter, spend in zip(counters, spends, strict=True):
             soft = counter.rule.soft
             if soft is not None and spend >= 0 and spend - actual <= soft < spend:

@@ -196,7 +196,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
             await self._webhook.aclose()
             self._webhook = None
         if self._accountant is not None:
-            await self._accountant.ledger.aclose()
+            await self._accountant.aclose()
             await self._accountant.store.aclose()
         self._accountant = None
         if self._lock is not None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
-from collections.abc import Callable, Mapping
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import pytest
 from authcore_budgets import BudgetsPlugin
 from pydantic import BaseModel, ConfigDict
 
 from authcore import Credentials, Identity, InvalidCredentials, Plugin, RequestContext, hookimpl
 from authcore.runner import Runner
 from authcore.testing import make_request
+from authcore.testing.services import ServiceUnavailable, ping_redis
 
 PRICES: dict[str, dict[str, float]] = {
     # 50 micro-USD per output token: 1000 tokens = $0.05.
@@ -77,3 +82,27 @@ def unused_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@contextlib.contextmanager
+def own_redis(*args: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway redis-server on loopback, on `port` or a free one (the shared one is never reconfigured or
+    stopped). Stopped (SIGTERM) when the block ends, unless the test stopped it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = port or unused_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        for _ in range(100):
+            try:
+                ping_redis(url)
+                break
+            except ServiceUnavailable:
+                time.sleep(0.05)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(5)

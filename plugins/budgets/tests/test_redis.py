@@ -5,22 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from authcore_budgets.accounting import BudgetReservation
-from budget_helpers import ADMIN, budgets_of, chat, plugins, unused_port
+from budget_helpers import ADMIN, budgets_of, chat, own_redis, plugins, unused_port
 
 from authcore import ConfigurationError, Usage
 from authcore.resources import Resources
 from authcore.runner import Runner
 from authcore.testing import started_runner
-from authcore.testing.services import ServiceUnavailable, delete_prefix, ping_redis
+from authcore.testing.services import delete_prefix
 
 pytestmark = pytest.mark.services
 
@@ -100,29 +97,6 @@ async def test_fail_open_admits_and_logs_every_use(
     assert sum("WITHOUT a budget hold" in record.getMessage() for record in caplog.records) == 2
 
 
-@contextlib.contextmanager
-def own_redis(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A throwaway redis-server on a free loopback port (the shared one is never reconfigured or stopped)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port = unused_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *args]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        for _ in range(100):
-            try:
-                ping_redis(url)
-                break
-            except ServiceUnavailable:
-                time.sleep(0.05)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(5)
-
-
 async def test_startup_refuses_a_redis_that_can_evict(database: str) -> None:
     with (
         own_redis("--maxmemory-policy", "allkeys-lru") as (url, _),
@@ -199,3 +173,18 @@ async def test_settled_markers_expire_with_the_hold_ttl_not_after_a_day(
         assert 50_000 < await client.pttl(markers[0]) <= 60_000
     finally:
         await client.aclose()
+
+
+async def test_a_redis_restart_refuses_no_request_once_it_answers_again(tmp_path: Path) -> None:
+    # The restarted server has the data (append-only file) but neither this process's connections nor its scripts.
+    port = unused_port()
+    durable = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    database = f"sqlite+aiosqlite:///{tmp_path / 'budgets.db'}"
+    with own_redis(*durable, port=port) as (url, first):
+        async with runner_on(Resources(database, url, "authcore-test:restart:")) as runner:
+            assert await spend(runner) == 200
+            first.terminate()
+            first.wait(5)
+            await asyncio.sleep(0.05)  # as a serving process would, it sees its connections close
+            with own_redis(*durable, port=port):
+                assert [await spend(runner) for _ in range(4)] == [200, 200, 200, 429]
