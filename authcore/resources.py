@@ -94,8 +94,18 @@ class Resources:
             return None
         if self._redis is None:
             from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
 
-            self._redis = Redis.from_url(self._redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            # After a Redis restart every pooled connection is dead, and without a retry the first command on
+            # each fails (a request refused per connection). A timeout is not retried: it already waited.
+            self._redis = Redis.from_url(
+                self._redis_url,
+                socket_timeout=1.0,
+                socket_connect_timeout=1.0,
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            )
         return self._redis
 
     async def check(self, timeout: float = 2.0) -> dict[str, str]:  # noqa: ASYNC109 - a health deadline
