@@ -10,7 +10,9 @@ integers, strings, errors and nested arrays.
 
 Errors are redis-py's exception types, so callers fail closed on them as on any
 other Redis failure. A lost connection fails every call in flight and the next
-call connects again.
+call connects again. So does a call that times out: a server gone without closing
+the connection (a host that died, a failover behind the same address) would
+otherwise keep every later call waiting for replies that never come.
 """
 
 from __future__ import annotations
@@ -133,12 +135,16 @@ class _Protocol(asyncio.Protocol):
         self._timer = None
         now = self._loop.time()
         deadlines = self._deadlines
+        expired = False
         while deadlines and (deadlines[0][0] <= now or deadlines[0][1].done()):
             _, waiter = deadlines.popleft()
             if not waiter.done():
-                # Its reply, if it ever comes, is read and dropped (the waiter stays in line).
                 waiter.set_exception(TimeoutError())
-        if deadlines:
+                expired = True
+        if expired:
+            # Whether the server is slow or gone cannot be told apart here: start again on a new connection.
+            self._fail(RedisConnectionError("no reply from Redis in time"))
+        elif deadlines:
             self._timer = self._loop.call_at(deadlines[0][0], self._expire)
 
     def data_received(self, data: bytes) -> None:

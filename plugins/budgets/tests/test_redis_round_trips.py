@@ -151,7 +151,7 @@ def _key_rule(runner: Runner) -> Any:
 
 
 async def test_a_hung_redis_times_out_closed_and_late_replies_are_dropped(tmp_path: Path) -> None:
-    from test_redis import own_redis
+    from budget_helpers import own_redis
 
     database = f"sqlite+aiosqlite:///{tmp_path / 'hung.db'}"
     with own_redis() as (url, process):
