@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -14,18 +15,30 @@ from authcore_virtual_keys.single_flight import SingleFlight
 
 logger = logging.getLogger("authcore.virtual_keys")
 
-Loader = Callable[[str], Awaitable[KeySnapshot | None]]
+Loader = Callable[[str, float], Awaitable[KeySnapshot | None]]
+"""Reads the key with this hash. The second argument is how old (seconds) a copy shared by another replica may
+be to serve instead: 0 when a request waits for the read, so it goes to the database alone."""
 Publisher = Callable[[Change], None]
 
 DEFAULT_MAX_ENTRIES = 100_000
+REFRESH_FROM = 0.5
+REFRESH_TO = 0.8
+"""A snapshot used between these fractions of `ttl` after its read (a random point per snapshot) is read
+again in the background, while it keeps being served."""
 
 
 class SnapshotCache:
     """Key hash -> immutable snapshot, read through `load`.
 
-    A snapshot is served for at most `ttl` seconds after it was read. Concurrent
-    misses for one hash share a single `load` (single flight); the read runs in
-    its own task, so a cancelled request does not cancel it for the others.
+    A snapshot is served for at most `ttl` seconds after it was read. One used
+    after a random point between `REFRESH_FROM` and `REFRESH_TO` of that is read
+    again in the background while it is still served, so a key in steady use
+    never makes a request wait for a read. Only these background reads may take
+    a row another replica shared (one younger than `REFRESH_FROM` of `ttl`): the
+    replica that refreshes a key first reads the database and shares the row,
+    the others take it. Concurrent misses for one hash share a single `load`
+    (single flight); the read runs in its own task, so a cancelled request does
+    not cancel it for the others.
     Unknown hashes are remembered for `negative_ttl` seconds, at most
     `negative_size` of them. Invalidation also discards reads already in flight,
     so a read that started before a change is never stored after it.
@@ -54,7 +67,8 @@ class SnapshotCache:
         self._negative_size = negative_size
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: dict[str, tuple[KeySnapshot, float]] = {}
+        self._entries: dict[str, tuple[KeySnapshot, float, float]] = {}
+        """hash -> (snapshot, when to refresh it, when it expires), on `clock`."""
         self._negative: dict[str, float] = {}
         self._inflight: SingleFlight[KeySnapshot | None] = SingleFlight()
         self._generation = 0
@@ -66,42 +80,58 @@ class SnapshotCache:
     def holds(self, token: str) -> bool:
         """Whether a fresh snapshot of `token` is stored, so the next `get` reads nothing."""
         entry = self._entries.get(token)
-        return entry is not None and self._clock() - entry[1] < self._ttl
+        return entry is not None and self._clock() < entry[2]
 
     def fresh(self, token: str) -> KeySnapshot | None:
-        """The stored snapshot of `token` while fresh, else `None` (then `get` decides); never reads.
+        """The stored snapshot of `token` while fresh, else `None` (then `get` decides); never waits.
 
         A synchronous hit saves the request path a coroutine per call.
         """
         entry = self._entries.get(token)
-        if entry is not None and self._clock() - entry[1] < self._ttl:
-            return entry[0]
+        if entry is not None:
+            now = self._clock()
+            if now < entry[1]:
+                return entry[0]
+            if now < entry[2]:
+                self._refresh(token, entry)
+                return entry[0]
         return None
 
     async def get(self, token: str) -> KeySnapshot | None:
         """The snapshot for `token`, `None` when no such key exists. Load errors propagate."""
-        now = self._clock()
-        entry = self._entries.get(token)
-        if entry is not None and now - entry[1] < self._ttl:
-            return entry[0]
+        snapshot = self.fresh(token)
+        if snapshot is not None:
+            return snapshot
         unknown_until = self._negative.get(token)
         if unknown_until is not None:
-            if now < unknown_until:
+            if self._clock() < unknown_until:
                 return None
             del self._negative[token]
         generation = self._generation
-        return await self._inflight.run(token, lambda: self._fill(token, generation))
+        return await self._inflight.run(token, lambda: self._fill(token, generation, 0.0))
 
-    async def _fill(self, token: str, generation: int) -> KeySnapshot | None:
-        snapshot = await self._load(token)
+    def _refresh(self, token: str, entry: tuple[KeySnapshot, float, float]) -> None:
+        """Read `token` again in the background; until then (or if that fails) `entry` serves until it expires."""
+        # One refresh per snapshot: while it runs, and after it failed, requests are served without starting more.
+        self._entries[token] = (entry[0], entry[2], entry[2])
+        generation = self._generation
+        # A shared row only as young as this one would be refreshed again at once: read the database instead.
+        self._inflight.start(token, lambda: self._fill(token, generation, self._ttl * REFRESH_FROM))
+
+    async def _fill(self, token: str, generation: int, max_age_s: float) -> KeySnapshot | None:
+        snapshot = await self._load(token, max_age_s)
         if generation != self._generation:
             # Something changed while this read ran: hand it to its waiters, keep nothing.
             return snapshot
         if snapshot is None:
+            self._entries.pop(token, None)  # deleted (a refresh can learn it before any invalidation arrives)
             self._remember_unknown(token)
         else:
             # Fresh for what is left of `ttl` since the database read (older when it came from the shared cache).
-            put_newest(self._entries, token, (snapshot, self._clock() - snapshot.age_s), self._max_entries)
+            read_at = self._clock() - snapshot.age_s
+            refresh_at = read_at + self._ttl * random.uniform(REFRESH_FROM, REFRESH_TO)  # noqa: S311 - spreading
+            entry = (snapshot, refresh_at, read_at + self._ttl)
+            put_newest(self._entries, token, entry, self._max_entries)
         return snapshot
 
     def _remember_unknown(self, token: str) -> None:
@@ -189,7 +219,7 @@ class SnapshotCache:
 
     def _drop_where(self, predicate: Callable[[KeySnapshot], bool]) -> None:
         self._generation += 1
-        for token in [token for token, (snapshot, _) in self._entries.items() if predicate(snapshot)]:
+        for token in [token for token, (snapshot, _, _) in self._entries.items() if predicate(snapshot)]:
             del self._entries[token]
         self._inflight.clear()
 

@@ -116,13 +116,17 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
     def cache(self) -> SnapshotCache:
         return self._cache
 
-    async def _lookup(self, token: str) -> KeySnapshot | None:
-        """A key the cache does not hold: from the rows replicas share when there are any, else the database."""
+    async def _lookup(self, token: str, max_age_s: float) -> KeySnapshot | None:
+        """A key to (re)load: a row another replica shared at most `max_age_s` ago, else the database (shared then).
+
+        A request that waits for the read (`max_age_s` 0) goes to the database alone: a miss in Redis first would
+        add a round trip to it. Background refreshes use the shared rows; they keep keys in use loaded anyway.
+        """
         shared, bus = self._shared, self._bus
-        if shared is None or bus is None or bus.sending:
+        if max_age_s <= 0 or shared is None or bus is None or bus.sending:
             # While a change made here is on its way out, rows shared before it still look current.
             return await self.store.lookup(token)
-        snapshot, generation = await shared.get(token)
+        snapshot, generation = await shared.get(token, max_age_s)
         if snapshot is not None:
             return snapshot
         read_at = time.monotonic()

@@ -56,9 +56,9 @@ class SharedRows:
         self._lean = ScriptConnection(pool.connection_kwargs) if supported else None
         self._read_sha: str | None = None
 
-    async def get(self, token: str) -> tuple[KeySnapshot | None, int | None]:
-        """The snapshot Redis holds for `token` (`None`: none, stale or unreadable), and the current
-        generation to `put` a row read from the database under (`None`: Redis failed, write nothing)."""
+    async def get(self, token: str, max_age_s: float) -> tuple[KeySnapshot | None, int | None]:
+        """The snapshot Redis holds for `token` (`None`: none, stale, older than `max_age_s` or unreadable), and
+        the current generation to `put` a row read from the database under (`None`: Redis failed, write nothing)."""
         try:
             generation, entry, remaining_ms = await self._read(self._rows + token)
         except Exception as error:  # noqa: BLE001 - Redis is a shortcut: the database answers instead
@@ -68,6 +68,9 @@ class SharedRows:
         current = int(generation or 0)
         if entry is None or remaining_ms is None or remaining_ms <= 0:
             return None, current
+        age = max(0.0, self._ttl_s - remaining_ms / 1000)
+        if age > max_age_s:
+            return None, current
         try:
             stored = json.loads(entry)
             if int(stored["g"]) != current:
@@ -75,7 +78,6 @@ class SharedRows:
             row: dict[str, Any] = stored["row"]
             for name in stored["dates"]:
                 row[name] = datetime.fromisoformat(row[name])
-            age = max(0.0, self._ttl_s - remaining_ms / 1000)
             return dataclasses.replace(snapshot_from_row(row), age_s=age), current
         except Exception as error:  # noqa: BLE001 - an entry this version cannot read is a miss
             logger.warning("virtual keys: unreadable shared key entry ignored: %s", type(error).__name__)

@@ -22,12 +22,17 @@ class SingleFlight(Generic[V]):
         self._running: dict[str, asyncio.Task[V]] = {}
 
     async def run(self, key: str, load: Callable[[], Coroutine[Any, Any, V]]) -> V:
+        """The outcome of the load running for `key`, started with `load` if none is."""
+        return await asyncio.shield(self.start(key, load))
+
+    def start(self, key: str, load: Callable[[], Coroutine[Any, Any, V]]) -> asyncio.Task[V]:
+        """The load running for `key`, started with `load` if none is; nobody has to wait for it."""
         task = self._running.get(key)
         if task is None:
             task = asyncio.create_task(self._tracked(key, load()))
             task.add_done_callback(_retrieve)
             self._running[key] = task
-        return await asyncio.shield(task)
+        return task
 
     async def _tracked(self, key: str, load: Coroutine[Any, Any, V]) -> V:
         try:

@@ -1,4 +1,4 @@
-"""`shared_cache` with Redis: replicas share the key rows they read, never past a change or the freshness bound."""
+"""`shared_cache` with Redis: refreshes share the key rows they read, never past a change or the freshness bound."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from authcore_virtual_keys.tables import keys
 from redis.asyncio import Redis
+
+from authcore.lean_redis import ScriptConnection
 
 from .conftest import INSTANCE, Gateway, free_port, open_gateway
 
@@ -83,41 +86,105 @@ async def shared_entries(url: str, prefix: str) -> list[bytes]:
     return []
 
 
-async def test_a_key_one_replica_read_is_served_to_another_without_the_database(
+def row_key(gw: Gateway, prefix: str, key: str) -> str:
+    return f"{prefix}vk:{INSTANCE}:row:{gw.plugin.hasher.token(key)}"
+
+
+async def shared_after_refresh(
+    gw: Gateway, key: str, url: str, prefix: str, ttl_s: float, read_at: float | None = None
+) -> float:
+    """Use `key` on `gw` past every refresh point of its read at `read_at` (loop time; default now), before it
+    expires, then wait until the row its refresh read is in Redis. Returns when that was (loop time)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() if read_at is None else read_at
+    await asyncio.sleep(start + ttl_s * 0.85 - loop.time())
+    assert (await gw.chat(key)).status_code == 200
+    async with redis_client(url) as client:
+        for _ in range(200):
+            if await client.pttl(row_key(gw, prefix, key)) > ttl_s * 1000 * 0.8:
+                return loop.time()
+            await asyncio.sleep(0.01)
+    raise AssertionError("no freshly read row shared within 2 s")
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 2 s")
+
+
+async def test_a_refresh_reads_the_database_once_and_the_other_replicas_take_its_row(
     replica: Callable[..., contextlib.AbstractAsyncContextManager[Gateway]],
     authcore_redis_url: str,
     authcore_redis_prefix: str,
 ) -> None:
-    async with replica() as a, replica() as b:
+    # Replicas that read a key together would refresh it together; the first to refresh shares, the rest take it.
+    async with replica(cache_ttl_s=1.0) as a, replica(cache_ttl_s=1.0) as b:
         key = await generated(a, models=["gpt-4o"])
         a_reads, b_reads = count_database_reads(a), count_database_reads(b)
         assert (await a.chat(key)).status_code == 200
-        assert len(a_reads) == 1
-        assert await shared_entries(authcore_redis_url, authcore_redis_prefix)
-        answer = await b.chat(key)
-        assert answer.status_code == 200, answer.text
-        assert b_reads == []
+        assert (await b.chat(key)).status_code == 200
+        assert (len(a_reads), len(b_reads)) == (1, 1)
+        # Nothing in Redis is as young as a's snapshot: its refresh reads the database and shares the row.
+        refreshed = await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0)
+        assert len(a_reads) == 2
+        assert (await b.chat(key)).status_code == 200  # served; b's refresh takes a's row
+        await asyncio.sleep(0.25)  # past b's own read's expiry: b still holds the key, renewed from Redis
+        assert b.plugin.cache.holds(b.plugin.hasher.token(key))
+        assert len(b_reads) == 1
         # The same principal and the same checks as from the database.
+        answer = await b.chat(key)
         assert answer.json()["models"] == ["gpt-4o"]
         assert (await b.chat(key, model="o3")).status_code == 403
+        assert len(b_reads) == 1
+        # Next round: the row in Redis is now as old as both replicas' snapshots, so taking it would renew nothing.
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0, refreshed)
+        assert len(a_reads) == 3
+
+
+async def test_a_request_never_waits_for_redis(
+    replica: Callable[..., contextlib.AbstractAsyncContextManager[Gateway]],
+    authcore_redis_url: str,
+    authcore_redis_prefix: str,
+) -> None:
+    async with replica(cache_ttl_s=1.0) as a:
+        key = await generated(a)
+        assert (await a.chat(key)).status_code == 200
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0)
+        async with replica(cache_ttl_s=1.0) as b:
+            # Redis holds a young row, but a miss there would have cost this request a round trip.
+            b_reads = count_database_reads(b)
+            assert (await b.chat(key)).status_code == 200
+            assert len(b_reads) == 1
 
 
 async def test_a_change_makes_rows_shared_before_it_stale_for_every_replica(
     replica: Callable[..., contextlib.AbstractAsyncContextManager[Gateway]],
     authcore_redis_url: str,
     authcore_redis_prefix: str,
+    authcore_postgres_url: str,
 ) -> None:
-    async with replica() as a:
+    async with replica(cache_ttl_s=1.0) as a, replica(cache_ttl_s=1.0) as b:
         key = await generated(a)
         assert (await a.chat(key)).status_code == 200
-        assert await shared_entries(authcore_redis_url, authcore_redis_prefix)
-        assert (await a.admin("/key/block", {"key": key})).status_code == 200
-        await changes_sent(a)
-        # A replica that never saw the key (and so no invalidation message for it) must not get the old row.
-        async with replica() as late:
-            denied = await late.chat(key)
-            assert denied.status_code == 403, denied.text
-            assert denied.json()["error"]["code"] == "key_blocked"
+        assert (await b.chat(key)).status_code == 200
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0)
+        # A change whose message b never gets: blocked in the database, and the generation incremented (what
+        # the admin API does before it publishes). The row a shared was read before it.
+        token = a.plugin.hasher.token(key)
+        async with a.plugin.store.engine.begin() as connection:
+            await connection.execute(keys.update().where(keys.c.token_hash == token).values(blocked=True))
+        async with redis_client(authcore_redis_url) as client:
+            await client.incr(f"{authcore_redis_prefix}vk:{INSTANCE}:generation")
+        b_reads = count_database_reads(b)
+        assert (await b.chat(key)).status_code == 200  # still within the bound; b's refresh starts
+        await wait_for(lambda: len(b_reads) == 1)  # the shared row was ignored: b read the database
+        await asyncio.sleep(0.05)
+        denied = await b.chat(key)
+        assert denied.status_code == 403, denied.text
+        assert denied.json()["error"]["code"] == "key_blocked"
 
 
 async def test_a_row_from_redis_is_trusted_only_for_what_is_left_of_the_bound(
@@ -125,16 +192,23 @@ async def test_a_row_from_redis_is_trusted_only_for_what_is_left_of_the_bound(
     authcore_redis_url: str,
     authcore_redis_prefix: str,
 ) -> None:
-    async with replica(cache_ttl_s=2.0) as a, replica(cache_ttl_s=2.0) as b:
+    ttl = 3.0
+    async with replica(cache_ttl_s=ttl) as a, replica(cache_ttl_s=ttl) as b:
         key = await generated(a)
+        token = b.plugin.hasher.token(key)
         assert (await a.chat(key)).status_code == 200
-        assert await shared_entries(authcore_redis_url, authcore_redis_prefix)
-        await asyncio.sleep(1.0)
-        b_reads = count_database_reads(b)
         assert (await b.chat(key)).status_code == 200
-        assert b_reads == []  # from Redis, about 1 s old
-        await asyncio.sleep(1.2)
-        # Over 2 s after the database read: b must read again, although it got the row only 1.2 s ago.
+        start = asyncio.get_running_loop().time()
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, ttl)  # a's read at ~2.55 s
+        shared_at = asyncio.get_running_loop().time() - start
+        b_reads = count_database_reads(b)
+        await asyncio.sleep(2.85 - shared_at)
+        assert (await b.chat(key)).status_code == 200  # b's refresh takes a's row, ~0.3 s old
+        await asyncio.sleep(0.1)
+        assert b_reads == []
+        # b took the row at ~2.9 s, but its database read was at ~2.55 s: b must drop it ~5.55 s, not ~5.9 s.
+        await asyncio.sleep(shared_at + ttl + 0.15 - (asyncio.get_running_loop().time() - start))
+        assert not b.plugin.cache.holds(token)
         assert (await b.chat(key)).status_code == 200
         assert len(b_reads) == 1
 
@@ -144,53 +218,53 @@ async def test_shared_rows_hold_the_keyed_hash_never_the_key(
     authcore_redis_url: str,
     authcore_redis_prefix: str,
 ) -> None:
-    async with replica() as a:
+    async with replica(cache_ttl_s=1.0) as a:
         key = await generated(a, key_alias="canary")
         assert (await a.chat(key)).status_code == 200
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0)
         (entry,) = await shared_entries(authcore_redis_url, authcore_redis_prefix)
         assert key.encode() not in entry
         assert key[3:].encode() not in entry
         assert a.plugin.hasher.token(key).encode() in entry
 
 
-async def test_without_a_reachable_redis_keys_come_from_the_database(
-    authcore_postgres_url: str, authcore_redis_prefix: str, caplog: pytest.LogCaptureFixture
+async def test_a_refresh_that_cannot_reach_redis_reads_the_database(
+    replica: Callable[..., contextlib.AbstractAsyncContextManager[Gateway]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    with caplog.at_level(logging.WARNING, logger="authcore.virtual_keys"):
-        gateway = open_gateway(
-            authcore_postgres_url, redis_url=url, redis_prefix=authcore_redis_prefix, shared_cache=True
-        )
-        async with gateway as gw:
-            key = (await gw.generate())["key"]
-            reads = count_database_reads(gw)
-            assert [(await gw.chat(key)).status_code for _ in range(2)] == [200, 200]
-            assert len(reads) == 1
+    async with replica(cache_ttl_s=1.0) as gw:
+        shared = gw.plugin._shared
+        assert shared is not None
+        # The shared rows' connection now leads nowhere (pub/sub keeps working, so the cache is not cleared).
+        await shared.aclose()
+        shared._lean = ScriptConnection({"host": "127.0.0.1", "port": free_port()})
+        key = await generated(gw)
+        reads = count_database_reads(gw)
+        with caplog.at_level(logging.WARNING, logger="authcore.virtual_keys"):
+            assert (await gw.chat(key)).status_code == 200
+            await asyncio.sleep(0.85)
+            assert (await gw.chat(key)).status_code == 200  # served; the refresh falls back to the database
+            await wait_for(lambda: len(reads) == 2)
+            await asyncio.sleep(0.25)  # past the first read's expiry
+            assert gw.plugin.cache.holds(gw.plugin.hasher.token(key))
     assert any("shared key cache unavailable" in record.getMessage() for record in caplog.records)
-
-
-async def test_the_replica_that_made_a_change_never_serves_a_row_shared_before_it(
-    replica: Callable[..., contextlib.AbstractAsyncContextManager[Gateway]],
-    authcore_redis_url: str,
-    authcore_redis_prefix: str,
-) -> None:
-    async with replica() as a:
-        for _ in range(20):
-            key = await generated(a)
-            assert (await a.chat(key)).status_code == 200
-            assert await shared_entries(authcore_redis_url, authcore_redis_prefix)
-            assert (await a.admin("/key/block", {"key": key})).status_code == 200
-            # At once, before the change has reached Redis: the old row must not come back from there.
-            assert (await a.chat(key)).status_code == 403
 
 
 async def test_without_shared_cache_nothing_is_shared(
     authcore_postgres_url: str, authcore_redis_url: str, authcore_redis_prefix: str
 ) -> None:
     async with open_gateway(
-        authcore_postgres_url, redis_url=authcore_redis_url, redis_prefix=authcore_redis_prefix
+        authcore_postgres_url,
+        redis_url=authcore_redis_url,
+        redis_prefix=authcore_redis_prefix,
+        shared_cache=False,
+        cache_ttl_s=1.0,
     ) as gw:
         key = await generated(gw)
+        reads = count_database_reads(gw)
         assert (await gw.chat(key)).status_code == 200
+        await asyncio.sleep(0.85)
+        assert (await gw.chat(key)).status_code == 200
+        await wait_for(lambda: len(reads) == 2)  # refreshed from the database
+        await asyncio.sleep(0.1)
         async with redis_client(authcore_redis_url) as client:
             assert [key async for key in client.scan_iter(match=f"{authcore_redis_prefix}vk:{INSTANCE}:row:*")] == []

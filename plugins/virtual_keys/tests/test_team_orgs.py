@@ -151,7 +151,7 @@ async def test_organization_and_project_changes_drop_only_their_keys() -> None:
         "d": snapshot("d"),
     }
 
-    async def load(token: str) -> KeySnapshot | None:
+    async def load(token: str, max_age_s: float) -> KeySnapshot | None:
         return rows[token]
 
     cache = SnapshotCache(load, ttl=60, negative_ttl=5, negative_size=10)
@@ -185,7 +185,7 @@ async def test_an_end_user_change_drops_only_that_end_user() -> None:
 
     end_user_cache = EndUserCache(load, ttl=60)
 
-    async def no_keys(token: str) -> KeySnapshot | None:
+    async def no_keys(token: str, max_age_s: float) -> KeySnapshot | None:
         return None
 
     cache = SnapshotCache(no_keys, ttl=60, negative_ttl=5, negative_size=10, end_users=end_user_cache)
