@@ -20,9 +20,9 @@ from authcore import (
     RequestContext,
     hookimpl,
 )
+from authcore.body_models import UnreadableModels, body_models
 from authcore.bounded import put_newest
 from authcore.request import BODY_METHODS
-from authcore_virtual_keys.access import UnreadableModels, body_models
 from authcore_virtual_keys.admin import AdminApi
 from authcore_virtual_keys.cache import SnapshotCache
 from authcore_virtual_keys.checks import (
