@@ -67,6 +67,15 @@ class MalformedCredentials(AuthcoreError):
     default_message = "Malformed credentials."
 
 
+class InvalidRequest(AuthcoreError):
+    """400: the request body cannot be checked (a model or user field in a shape no check can read)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_request"
+    default_message = "Invalid request."
+
+
 class PayloadTooLarge(AuthcoreError):
     """413: the request body is larger than the configured limit."""
 

@@ -6,22 +6,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from authcore import AuthcoreError, DependencyFailure, Forbidden, RequestContext
+from authcore import AuthcoreError, DependencyFailure, Forbidden, InvalidRequest, RequestContext
 from authcore_virtual_keys.access import NO_GROUPS, AccessGroups, expand, key_allows, level_allows
 from authcore_virtual_keys.end_users import EndUserCache, EndUserRecord, Miss
 from authcore_virtual_keys.records import KeySnapshot
 
 MAX_MODEL_NAME_IN_MESSAGE = 100
 logger = logging.getLogger("authcore.virtual_keys")
-
-
-class InvalidRequest(AuthcoreError):
-    """400: the request body cannot be checked."""
-
-    status_code = 400
-    error_type = "invalid_request_error"
-    default_code = "invalid_request"
-    default_message = "Invalid request."
 
 
 def check_key(snapshot: KeySnapshot, models: Iterable[str], groups: AccessGroups = NO_GROUPS) -> None:

@@ -14,6 +14,7 @@ from authcore import (
     Forbidden,
     Identity,
     InvalidCredentials,
+    InvalidRequest,
     Plugin,
     PluginContext,
     PluginRoute,
@@ -27,7 +28,6 @@ from authcore_virtual_keys.admin import AdminApi
 from authcore_virtual_keys.cache import SnapshotCache
 from authcore_virtual_keys.checks import (
     EndUserCheck,
-    InvalidRequest,
     KeyAccess,
     NamedEndUser,
     find_end_user,
