@@ -171,7 +171,7 @@ class Accountant:
                 self._record(held, 0, used)
             return
         # Without usage the upper bound is charged: the request ran and its cost is unknown.
-        actual = held.amount if usage is None else self.pricer.actual(held.model, usage)
+        actual = held.amount if usage is None else self.pricer.actual(held.price_model, usage)
         charge = Charge(held.request_id, actual, held.model, held.columns, held.reserved_at_ms, used)
         counters = held.counters
         if not counters and not rates:
@@ -190,17 +190,12 @@ class Accountant:
         if spends is None:
             return  # already settled: its charge is already recorded
         self.ledger.submit(charge)
-        await self._alert_soft(counters, spends, actual)
+        for counter, spend in _past_soft(counters, spends, actual):
+            await self._on_soft(counter, spend)
 
     async def _retried(self, settlement: Settlement, spends: list[int]) -> None:
         if settlement.actual is not None:
-            await self._alert_soft(settlement.counters, spends, settlement.actual)
-
-    async def _alert_soft(self, counters: Sequence[Counter], spends: Sequence[int], actual: int) -> None:
-        """Tell `on_soft` of each counter this charge took past its soft budget."""
-        for counter, spend in zip(counters, spends, strict=True):
-            soft = counter.rule.soft
-            if soft is not None and spend >= 0 and spend - actual <= soft < spend:
+            for counter, spend in _past_soft(settlement.counters, spends, settlement.actual):
                 await self._on_soft(counter, spend)
 
     async def release(self, held: BudgetReservation) -> None:
@@ -219,6 +214,15 @@ class Accountant:
             self.ledger.submit(charge, needed=False)
 
 
+def _past_soft(counters: Sequence[Counter], spends: Sequence[int], actual: int) -> list[tuple[Counter, int]]:
+    """The counters (with their new spend) that a charge of `actual` took past their soft budget."""
+    return [
+        (counter, spend)
+        for counter, spend in zip(counters, spends, strict=True)
+        if (soft := counter.rule.soft) is not None and spend >= 0 and spend - actual <= soft < spend
+    ]
+
+
 class BudgetReservation(Reservation):
     """The hold of one request on its counters and rate limits; settled once through the `Accountant`.
 
@@ -228,7 +232,7 @@ class BudgetReservation(Reservation):
 
     __slots__ = (
         "accountant", "amount", "charges", "columns", "counters", "headers",
-        "model", "rates", "request_id", "reserved_at_ms", "settled", "tokens",
+        "model", "price_model", "rates", "request_id", "reserved_at_ms", "settled", "tokens",
     )  # fmt: skip
 
     def __init__(
@@ -243,12 +247,17 @@ class BudgetReservation(Reservation):
         rates: Sequence[RateLimit] = (),
         charges: bool = True,
         tokens: int = 0,
+        price_model: str | None = None,
     ) -> None:
         self.accountant = accountant
         self.request_id = request_id
         self.counters = counters
         self.amount = amount
         self.model = model
+        """The requested model the charge is recorded under (per-model budgets are rebuilt by it)."""
+        self.price_model = model if price_model is None else price_model
+        """Whose rates a settlement charges when the usage names no priced model: the dearest model the request
+        could reach (its fallbacks included)."""
         self.columns = columns
         self.reserved_at_ms = reserved_at_ms
         self.rates = rates

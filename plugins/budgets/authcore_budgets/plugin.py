@@ -18,6 +18,7 @@ from authcore import (
     ConfigurationError,
     DependencyFailure,
     Identity,
+    InvalidRequest,
     Plugin,
     PluginContext,
     PluginRoute,
@@ -25,6 +26,7 @@ from authcore import (
     RequestContext,
     hookimpl,
 )
+from authcore.body_models import UnreadableModels, body_models
 from authcore.request import BODY_METHODS
 from authcore_budgets.accounting import Accountant, BudgetReservation, CountersNotLoaded
 from authcore_budgets.admin import AdminApi
@@ -243,7 +245,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         plan = self._plans.get(identity, models, view, now_ms)
         if plan is None:
             plan = self._plans.put(identity, models, view, now_ms, self._resolve(identity, models, view, now_ms))
-        charge = self._price(request, plan)
+        charge = self._price(request, plan, models)
         rates = plan.rates
         if charge is None:
             if not rates:
@@ -265,6 +267,7 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
                 rates,
                 True,
                 charge[2],
+                charge[3],
             )
         counters = held.counters
         if not counters and not rates:
@@ -322,9 +325,19 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
         counters = _distinct([counter_for(rule, columns, now_ms, self._grace_ms) for rule in rules])
         return Plan(tuple(counters), tuple(rates), columns, bool(rules), self.pricer.quote(models))
 
-    def _price(self, request: RequestContext, plan: Plan) -> tuple[int, str, int] | None:
-        """(amount, model, token bound) to charge: `None` for a free request, or an unpriced one nothing budgets."""
-        quote = plan.quote
+    def _price(self, request: RequestContext, plan: Plan, models: Sequence[str]) -> tuple[int, str, int, str] | None:
+        """(amount, model, token bound, model whose rates settle it) to charge: `None` for a free request, or an
+        unpriced one nothing budgets.
+
+        The amount covers the body's fallbacks too: the app may call any of them, so the hold is the most the
+        dearest could cost. The charge stays recorded under a requested model (per-model budgets are theirs).
+        """
+        body = request.read_json() if request.method in BODY_METHODS else None
+        try:
+            fallbacks = body_models(body)
+        except UnreadableModels as error:
+            raise InvalidRequest(str(error), reason_id="unreadable_models", param="fallbacks") from None
+        quote = plan.quote if not fallbacks else self.pricer.quote((*models, *fallbacks))
         if quote.unpriced:
             if plan.budgeted:
                 raise UnpricedModel(reason_id="model_not_priced")
@@ -332,10 +345,17 @@ class BudgetsPlugin(Plugin[BudgetsConfig]):
             return None
         if not quote.rates:
             return None
-        # Raises when the body is unread, so a request is never priced blind (`reserve_budget` reads it first).
-        body = request.read_json()
         # With no budget the charge is still recorded (no counters), so a budget set later sees it.
-        return self.pricer.charge(quote, len(request.read_body or b""), body)
+        size = len(request.read_body or b"")
+        charged = self.pricer.charge(quote, size, body)
+        if charged is None:
+            return None
+        amount, dearest, bound = charged
+        if not fallbacks:
+            return amount, dearest, bound, dearest
+        requested = self.pricer.charge(plan.quote, size, body) if not plan.quote.unpriced else None
+        recorded = requested[1] if requested is not None else (models[0] if models else dearest)
+        return amount, recorded, bound, dearest
 
     def _unavailable(self, error: BaseException) -> None:
         """Raise 503, or log and return (the caller admits without a hold) under `fail_open`."""

@@ -129,7 +129,10 @@ class Pricer:
         return amount, model, prompt + output
 
     def actual(self, model: str, usage: Usage) -> int:
-        """The upstream's own price when it gave one, else the token counts at this table's rates."""
+        """The upstream's own price when it gave one, else the token counts at the rates of the model that
+        answered (`usage.model`) when the table has it, else at `model`'s (the reservation's)."""
         if usage.cost is not None:
             return max(0, to_micros(usage.cost))
-        return max(0, self.cost(model, usage.prompt_tokens, usage.completion_tokens))
+        answered = usage.model
+        priced = answered if answered is not None and answered in self._exact else model
+        return max(0, self.cost(priced, usage.prompt_tokens, usage.completion_tokens))

@@ -22,6 +22,8 @@ from authcore.testing.services import ServiceUnavailable, ping_redis
 PRICES: dict[str, dict[str, float]] = {
     # 50 micro-USD per output token: 1000 tokens = $0.05.
     "m5c": {"input_per_1m_tokens": 0, "output_per_1m_tokens": 50},
+    # Four times dearer: 1000 tokens = $0.20.
+    "m20c": {"input_per_1m_tokens": 0, "output_per_1m_tokens": 200},
     "priced-input": {"input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002},
     "free": {"input_per_1m_tokens": 0, "output_per_1m_tokens": 0},
 }
