@@ -18,6 +18,9 @@ from .conftest import INSTANCE, Gateway, free_port, open_gateway
 
 pytestmark = pytest.mark.services
 
+TTL = 2.0
+"""`cache_ttl_s` of these replicas: long enough that a loaded machine still acts inside each window."""
+
 
 @pytest.fixture
 def replica(
@@ -121,17 +124,17 @@ async def test_a_refresh_reads_the_database_once_and_the_other_replicas_take_its
     authcore_redis_prefix: str,
 ) -> None:
     # Replicas that read a key together would refresh it together; the first to refresh shares, the rest take it.
-    async with replica(cache_ttl_s=1.0) as a, replica(cache_ttl_s=1.0) as b:
+    async with replica(cache_ttl_s=TTL) as a, replica(cache_ttl_s=TTL) as b:
         key = await generated(a, models=["gpt-4o"])
         a_reads, b_reads = count_database_reads(a), count_database_reads(b)
         assert (await a.chat(key)).status_code == 200
         assert (await b.chat(key)).status_code == 200
         assert (len(a_reads), len(b_reads)) == (1, 1)
         # Nothing in Redis is as young as a's snapshot: its refresh reads the database and shares the row.
-        refreshed = await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0)
+        refreshed = await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, TTL)
         assert len(a_reads) == 2
         assert (await b.chat(key)).status_code == 200  # served; b's refresh takes a's row
-        await asyncio.sleep(0.25)  # past b's own read's expiry: b still holds the key, renewed from Redis
+        await asyncio.sleep(0.25 * TTL)  # past b's own read's expiry: b still holds the key, renewed from Redis
         assert b.plugin.cache.holds(b.plugin.hasher.token(key))
         assert len(b_reads) == 1
         # The same principal and the same checks as from the database.
@@ -140,7 +143,7 @@ async def test_a_refresh_reads_the_database_once_and_the_other_replicas_take_its
         assert (await b.chat(key, model="o3")).status_code == 403
         assert len(b_reads) == 1
         # Next round: the row in Redis is now as old as both replicas' snapshots, so taking it would renew nothing.
-        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0, refreshed)
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, TTL, refreshed)
         assert len(a_reads) == 3
 
 
@@ -149,11 +152,11 @@ async def test_a_request_never_waits_for_redis(
     authcore_redis_url: str,
     authcore_redis_prefix: str,
 ) -> None:
-    async with replica(cache_ttl_s=1.0) as a:
+    async with replica(cache_ttl_s=TTL) as a:
         key = await generated(a)
         assert (await a.chat(key)).status_code == 200
-        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0)
-        async with replica(cache_ttl_s=1.0) as b:
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, TTL)
+        async with replica(cache_ttl_s=TTL) as b:
             # Redis holds a young row, but a miss there would have cost this request a round trip.
             b_reads = count_database_reads(b)
             assert (await b.chat(key)).status_code == 200
@@ -166,11 +169,11 @@ async def test_a_change_makes_rows_shared_before_it_stale_for_every_replica(
     authcore_redis_prefix: str,
     authcore_postgres_url: str,
 ) -> None:
-    async with replica(cache_ttl_s=1.0) as a, replica(cache_ttl_s=1.0) as b:
+    async with replica(cache_ttl_s=TTL) as a, replica(cache_ttl_s=TTL) as b:
         key = await generated(a)
         assert (await a.chat(key)).status_code == 200
         assert (await b.chat(key)).status_code == 200
-        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0)
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, TTL)
         # A change whose message b never gets: blocked in the database, and the generation incremented (what
         # the admin API does before it publishes). The row a shared was read before it.
         token = a.plugin.hasher.token(key)
@@ -218,10 +221,10 @@ async def test_shared_rows_hold_the_keyed_hash_never_the_key(
     authcore_redis_url: str,
     authcore_redis_prefix: str,
 ) -> None:
-    async with replica(cache_ttl_s=1.0) as a:
+    async with replica(cache_ttl_s=TTL) as a:
         key = await generated(a, key_alias="canary")
         assert (await a.chat(key)).status_code == 200
-        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, 1.0)
+        await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, TTL)
         (entry,) = await shared_entries(authcore_redis_url, authcore_redis_prefix)
         assert key.encode() not in entry
         assert key[3:].encode() not in entry
@@ -231,7 +234,7 @@ async def test_shared_rows_hold_the_keyed_hash_never_the_key(
 async def test_a_refresh_that_cannot_reach_redis_reads_the_database(
     replica: Callable[..., contextlib.AbstractAsyncContextManager[Gateway]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with replica(cache_ttl_s=1.0) as gw:
+    async with replica(cache_ttl_s=TTL) as gw:
         shared = gw.plugin._shared
         assert shared is not None
         # The shared rows' connection now leads nowhere (pub/sub keeps working, so the cache is not cleared).
@@ -241,10 +244,10 @@ async def test_a_refresh_that_cannot_reach_redis_reads_the_database(
         reads = count_database_reads(gw)
         with caplog.at_level(logging.WARNING, logger="authcore.virtual_keys"):
             assert (await gw.chat(key)).status_code == 200
-            await asyncio.sleep(0.85)
+            await asyncio.sleep(0.85 * TTL)
             assert (await gw.chat(key)).status_code == 200  # served; the refresh falls back to the database
             await wait_for(lambda: len(reads) == 2)
-            await asyncio.sleep(0.25)  # past the first read's expiry
+            await asyncio.sleep(0.25 * TTL)  # past the first read's expiry
             assert gw.plugin.cache.holds(gw.plugin.hasher.token(key))
     assert any("shared key cache unavailable" in record.getMessage() for record in caplog.records)
 
@@ -257,12 +260,12 @@ async def test_without_shared_cache_nothing_is_shared(
         redis_url=authcore_redis_url,
         redis_prefix=authcore_redis_prefix,
         shared_cache=False,
-        cache_ttl_s=1.0,
+        cache_ttl_s=TTL,
     ) as gw:
         key = await generated(gw)
         reads = count_database_reads(gw)
         assert (await gw.chat(key)).status_code == 200
-        await asyncio.sleep(0.85)
+        await asyncio.sleep(0.85 * TTL)
         assert (await gw.chat(key)).status_code == 200
         await wait_for(lambda: len(reads) == 2)  # refreshed from the database
         await asyncio.sleep(0.1)
