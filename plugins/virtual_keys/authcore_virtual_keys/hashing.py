@@ -59,6 +59,13 @@ class KeyHasher:
         outer.update(inner.digest())
         return outer.hexdigest()
 
+    def derived_key(self, purpose: str) -> bytes | None:
+        """A secret for `purpose` derived from the server secret (HMAC of a label no key can equal, since keys
+        start with `sk-`); `None` in `sha256` mode, which has no secret."""
+        if self._inner is None:
+            return None
+        return bytes.fromhex(self.token(f"authcore:{purpose}"))
+
     def __repr__(self) -> str:
         return f"KeyHasher({self.mode})"
 

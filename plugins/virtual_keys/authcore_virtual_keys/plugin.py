@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from types import MappingProxyType
@@ -42,6 +43,8 @@ from authcore_virtual_keys.records import KeySnapshot
 from authcore_virtual_keys.shared_rows import SharedRows
 from authcore_virtual_keys.store import KeyStore
 from authcore_virtual_keys.tables import end_users
+
+logger = logging.getLogger("authcore.virtual_keys")
 
 MASTER_KEY_ID: Final = "master_key"
 TOKENS_REMEMBERED: Final = 10_000
@@ -152,8 +155,14 @@ class VirtualKeysPlugin(Plugin[VirtualKeysConfig]):
         if redis is not None:
             # Without Redis (the embedded single process) changes are dropped from this process's cache only.
             prefix = context.resources.redis_prefix
-            if self.config.shared_cache:
-                self._shared = SharedRows(redis, f"{prefix}vk:{self.name}:", ttl_s=self.config.cache_ttl_s)
+            signing_key = self._hasher.derived_key("virtual_keys:shared-rows")
+            if self.config.shared_cache and signing_key is None:
+                # Rows in Redis are trusted only when signed, and sha256 mode has no secret to sign them with.
+                logger.info("virtual keys: shared_cache needs hash_mode hmac (a secret to sign rows); not sharing")
+            elif self.config.shared_cache and signing_key is not None:
+                self._shared = SharedRows(
+                    redis, f"{prefix}vk:{self.name}:", ttl_s=self.config.cache_ttl_s, signing_key=signing_key
+                )
             bump = self._shared.bump if self._shared is not None else None
             bus = InvalidationBus(redis, channel_name(prefix, self.name), self._cache, before=bump)
             self._cache.set_publisher(bus.publish)

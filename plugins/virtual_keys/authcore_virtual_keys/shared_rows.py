@@ -11,13 +11,19 @@ the in-process cache (`KeySnapshot.age_s`), so a change that reaches no replica
 is still enforced everywhere within `cache_ttl_s` of it.
 
 Redis is only a shortcut here: when it fails or is slow, the database is read, as
-without Redis. Entries hold what the database holds (the keyed hash, never a raw key).
+without Redis. Entries hold what the database holds (the keyed hash, never a raw key),
+and each carries an HMAC of its key hash and content under a key derived from the
+plugin's `hash_secret`: whoever can write to Redis but does not hold the secret cannot
+make a replica trust a row (a changed, made-up or moved entry is ignored and the
+database read instead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -42,8 +48,11 @@ DEFAULT_TIMEOUT_S = 0.05
 class SharedRows:
     """Read, write and invalidate the shared key rows of one plugin instance."""
 
-    def __init__(self, redis: Redis, base: str, *, ttl_s: float, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, redis: Redis, base: str, *, ttl_s: float, signing_key: bytes, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
         self._redis = redis
+        self._signing_key = signing_key
         self._rows = f"{base}row:"
         self.generation_key = f"{base}generation"
         self._ttl_s = ttl_s
@@ -72,7 +81,11 @@ class SharedRows:
         if age > max_age_s:
             return None, current
         try:
-            stored = json.loads(entry)
+            signature, _, content = bytes(entry).partition(b":")
+            if not hmac.compare_digest(signature, self._sign(token, content)):
+                logger.warning("virtual keys: shared key entry with a wrong signature ignored")
+                return None, current
+            stored = json.loads(content)
             if int(stored["g"]) != current:
                 return None, current
             row: dict[str, Any] = stored["row"]
@@ -116,7 +129,8 @@ class SharedRows:
                 return
             dates = [name for name, value in row.items() if isinstance(value, datetime)]
             plain = {name: value.isoformat() if name in dates else value for name, value in row.items()}
-            entry = json.dumps({"g": generation, "dates": dates, "row": plain}, separators=(",", ":"))
+            content = json.dumps({"g": generation, "dates": dates, "row": plain}, separators=(",", ":")).encode()
+            entry = self._sign(token, content) + b":" + content
             if self._lean is not None:
                 await self._lean.call(pack("SET", self._rows + token, entry, "PX", left_ms), self._timeout_s)
             else:
@@ -124,6 +138,10 @@ class SharedRows:
                     await self._redis.set(self._rows + token, entry, px=left_ms)
         except Exception as error:  # noqa: BLE001 - the next miss reads the database again
             self._failed(error)
+
+    def _sign(self, token: str, content: bytes) -> bytes:
+        """Hex HMAC-SHA-256 of the key hash and the entry: an entry moved to another key's name fails too."""
+        return hmac.new(self._signing_key, token.encode() + b"\n" + content, hashlib.sha256).hexdigest().encode()
 
     async def bump(self) -> None:
         """Make every entry written so far stale (after a change, before it is published)."""

@@ -231,6 +231,62 @@ async def test_shared_rows_hold_the_keyed_hash_never_the_key(
         assert a.plugin.hasher.token(key).encode() in entry
 
 
+async def test_an_entry_changed_or_moved_in_redis_is_not_trusted(
+    replica: Callable[..., contextlib.AbstractAsyncContextManager[Gateway]],
+    authcore_redis_url: str,
+    authcore_redis_prefix: str,
+) -> None:
+    # Whoever can write to Redis, without the hash secret, must not be able to widen a key.
+    async with replica(cache_ttl_s=TTL) as a, replica(cache_ttl_s=TTL) as b:
+        narrow = await generated(a, models=["gpt-4o"])
+        wide = await generated(a, models=["gpt-4o", "o3"])
+        for key in (narrow, wide):
+            assert (await a.chat(key)).status_code == 200
+            assert (await b.chat(key)).status_code == 200
+        b_reads = count_database_reads(b)
+        start = asyncio.get_running_loop().time()
+        for key in (narrow, wide):
+            await shared_after_refresh(a, key, authcore_redis_url, authcore_redis_prefix, TTL, start)
+        async with redis_client(authcore_redis_url) as client:
+            narrow_row, wide_row = row_key(a, authcore_redis_prefix, narrow), row_key(a, authcore_redis_prefix, wide)
+            entry = await client.get(narrow_row)
+            assert entry is not None
+            assert b'["gpt-4o"]' in entry
+            # Changed in place, the signature kept: b's refresh must read the database instead.
+            await client.set(narrow_row, entry.replace(b'["gpt-4o"]', b'["gpt-4o","o3"]'), px=int(TTL * 1000))
+            assert (await b.chat(narrow)).status_code == 200
+            await wait_for(lambda: len(b_reads) == 1)
+            # Another key's valid entry under this key's name: the same.
+            await client.set(wide_row, entry, px=int(TTL * 1000))
+            assert (await b.chat(wide)).status_code == 200
+            await wait_for(lambda: len(b_reads) == 2)
+        await asyncio.sleep(0.05)
+        denied = await b.chat(narrow, model="o3")
+        assert denied.status_code == 403, denied.text
+        assert (await b.chat(wide, model="o3")).status_code == 200
+
+
+async def test_without_a_secret_to_sign_them_rows_are_not_shared(
+    authcore_postgres_url: str, authcore_redis_url: str, authcore_redis_prefix: str
+) -> None:
+    async with open_gateway(
+        authcore_postgres_url,
+        redis_url=authcore_redis_url,
+        redis_prefix=authcore_redis_prefix,
+        hash_mode="sha256",
+        hash_secret=None,
+        cache_ttl_s=TTL,
+    ) as gw:
+        assert gw.plugin._shared is None
+        key = await generated(gw)
+        assert (await gw.chat(key)).status_code == 200
+        await asyncio.sleep(0.85 * TTL)
+        assert (await gw.chat(key)).status_code == 200
+        await asyncio.sleep(0.1)
+        async with redis_client(authcore_redis_url) as client:
+            assert [key async for key in client.scan_iter(match=f"{authcore_redis_prefix}vk:{INSTANCE}:row:*")] == []
+
+
 async def test_a_refresh_that_cannot_reach_redis_reads_the_database(
     replica: Callable[..., contextlib.AbstractAsyncContextManager[Gateway]], caplog: pytest.LogCaptureFixture
 ) -> None:
