@@ -168,10 +168,13 @@ class InvalidationBus:
                 raise
             except Exception as error:  # noqa: BLE001 - reconnect whatever went wrong
                 logger.warning("virtual keys: invalidation subscription lost (%s); reconnecting", type(error).__name__)
-            # Messages sent while disconnected are lost: nothing cached may be trusted.
             self._tried.set()
-            self._subscribed.clear()
-            self._cache.clear()
+            if self._subscribed.is_set():
+                # Messages sent from now on are lost: drop what may go stale unseen. Not again on every failed
+                # attempt of an outage: `cache_ttl_s` bounds staleness meanwhile, and clearing every retry would
+                # send every replica's every key to the database each time (the subscription clears on return).
+                self._subscribed.clear()
+                self._cache.clear()
             if self.resubscriptions != before:
                 backoff = BACKOFF_FIRST_S
             await asyncio.sleep(backoff)

@@ -138,3 +138,15 @@ async def test_without_a_reachable_redis_keys_still_work_and_blocks_apply_here(a
         assert (await gw.chat(key)).status_code == 200
         assert (await gw.admin("/key/block", {"key": key})).status_code == 200
         assert (await gw.chat(key)).status_code == 403
+
+
+@pytest.mark.services
+async def test_a_redis_outage_does_not_empty_the_cache_at_every_reconnect_attempt(authcore_postgres_url: str) -> None:
+    unreachable = "redis://127.0.0.1:1/0"
+    async with open_gateway(authcore_postgres_url, redis_url=unreachable, redis_prefix="vk-unreachable:") as gw:
+        key = (await gw.generate())["key"]
+        assert (await gw.chat(key)).status_code == 200
+        token = gw.plugin.hasher.token(key)
+        # The subscriber retries at 0.05, 0.1, 0.2, 0.4 s...: several failed attempts within this second.
+        await asyncio.sleep(1.0)
+        assert gw.plugin.cache.holds(token)
