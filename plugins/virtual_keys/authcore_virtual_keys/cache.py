@@ -71,7 +71,6 @@ class SnapshotCache:
         """hash -> (snapshot, when to refresh it, when it expires), on `clock`."""
         self._negative: dict[str, float] = {}
         self._inflight: SingleFlight[KeySnapshot | None] = SingleFlight()
-        self._generation = 0
         self._publish: Publisher | None = None
 
     def __len__(self) -> int:
@@ -107,21 +106,19 @@ class SnapshotCache:
             if self._clock() < unknown_until:
                 return None
             del self._negative[token]
-        generation = self._generation
-        return await self._inflight.run(token, lambda: self._fill(token, generation, 0.0))
+        return await self._inflight.run(token, lambda: self._fill(token, 0.0))
 
     def _refresh(self, token: str, entry: tuple[KeySnapshot, float, float]) -> None:
         """Read `token` again in the background; until then (or if that fails) `entry` serves until it expires."""
         # One refresh per snapshot: while it runs, and after it failed, requests are served without starting more.
         self._entries[token] = (entry[0], entry[2], entry[2])
-        generation = self._generation
         # A shared row only as young as this one would be refreshed again at once: read the database instead.
-        self._inflight.start(token, lambda: self._fill(token, generation, self._ttl * REFRESH_FROM))
+        self._inflight.start(token, lambda: self._fill(token, self._ttl * REFRESH_FROM))
 
-    async def _fill(self, token: str, generation: int, max_age_s: float) -> KeySnapshot | None:
+    async def _fill(self, token: str, max_age_s: float) -> KeySnapshot | None:
         snapshot = await self._load(token, max_age_s)
-        if generation != self._generation:
-            # Something changed while this read ran: hand it to its waiters, keep nothing.
+        if not self._inflight.is_current(token):
+            # A change to this key (or to many) was made while this read ran: hand it to its waiters, keep nothing.
             return snapshot
         if snapshot is None:
             self._entries.pop(token, None)  # deleted (a refresh can learn it before any invalidation arrives)
@@ -204,7 +201,6 @@ class SnapshotCache:
 
     def clear(self) -> None:
         """Forget everything (end users too), in this process only."""
-        self._generation += 1
         self._entries.clear()
         self._negative.clear()
         self._inflight.clear()
@@ -212,13 +208,11 @@ class SnapshotCache:
             self._end_users.clear()
 
     def _drop(self, token: str) -> None:
-        self._generation += 1
         self._entries.pop(token, None)
         self._negative.pop(token, None)
         self._inflight.forget(token)
 
     def _drop_where(self, predicate: Callable[[KeySnapshot], bool]) -> None:
-        self._generation += 1
         for token in [token for token, (snapshot, _, _) in self._entries.items() if predicate(snapshot)]:
             del self._entries[token]
         self._inflight.clear()

@@ -41,6 +41,10 @@ class SingleFlight(Generic[V]):
             if self._running.get(key) is asyncio.current_task():
                 del self._running[key]
 
+    def is_current(self, key: str) -> bool:
+        """Whether the calling task is the load running for `key` (neither forgotten nor cleared since it started)."""
+        return self._running.get(key) is asyncio.current_task()
+
     def forget(self, key: str) -> None:
         self._running.pop(key, None)
 

@@ -56,6 +56,20 @@ async def test_read_started_before_an_invalidation_is_not_kept() -> None:
     assert loader.calls == 2
 
 
+async def test_a_change_to_another_key_keeps_a_read_in_flight() -> None:
+    # Under a stream of admin changes (keys created every millisecond), reads of other keys must still be kept.
+    loader = SlowLoader()
+    cache = make_cache(loader)
+    reading = asyncio.create_task(cache.get("t"))
+    await asyncio.sleep(0)
+    cache.invalidate("u")
+    loader.release.set()
+    assert await reading is not None
+    assert cache.holds("t")
+    await cache.get("t")
+    assert loader.calls == 1
+
+
 async def test_a_cancelled_waiter_does_not_cancel_the_read() -> None:
     loader = SlowLoader()
     cache = make_cache(loader)
