@@ -33,6 +33,8 @@ MAX_DELAY_S = 1.0
 MAX_PENDING = 100_000
 """More than one process can have in flight when Redis stops (new reservations are refused by then)."""
 CLOSE_TIMEOUT_S = 2.0
+LOG_EVERY = 60
+"""Failed attempts in a row per WARNING line (one a minute once attempts are a second apart)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class SettlementRetries:
 
     async def _send_until_empty(self) -> None:
         delay = self._first_delay_s
+        failures = 0
         try:
             while self._pending:
                 await asyncio.sleep(delay)
@@ -95,13 +98,16 @@ class SettlementRetries:
                     await self._send_pending()
                 except Exception as error:  # noqa: BLE001 - the store is still failing: wait longer
                     delay = min(delay * 2, self._max_delay_s)
-                    logger.warning(
-                        "budgets: %d settlements still wait for the store (%s)",
-                        len(self._pending),
-                        type(error).__name__,
-                    )
+                    failures += 1
+                    if failures % LOG_EVERY == 1:  # the first failure, then about once a minute
+                        logger.warning(
+                            "budgets: %d settlements still wait for the store (%s)",
+                            len(self._pending),
+                            type(error).__name__,
+                        )
                 else:
                     delay = self._first_delay_s
+                    failures = 0
         finally:
             self._task = None
 
