@@ -14,8 +14,8 @@ import pytest
 from authcore_budgets import BudgetsPlugin
 from pydantic import BaseModel, ConfigDict
 
-from authcore import Credentials, Identity, InvalidCredentials, Plugin, RequestContext, hookimpl
-from authcore.runner import Runner
+from authcore import Credentials, Identity, InvalidCredentials, Plugin, RequestContext, Usage, hookimpl
+from authcore.runner import AuthResult, Runner
 from authcore.testing import make_request
 from authcore.testing.services import ServiceUnavailable, ping_redis
 
@@ -50,6 +50,26 @@ class StaticIdentities(Plugin[StaticConfig]):
         if fields is None:
             raise InvalidCredentials(reason_id="unknown_test_token")
         return Identity(auth_method="api_key", **fields)
+
+
+NICKEL = Usage("m5c", 10, NICKEL_TOKENS)
+"""What one default `chat` request reports using: $0.05 on `m5c`."""
+
+
+async def spend(runner: Runner, who: str = "tok", usage: Usage | None = NICKEL, **body: Any) -> int:
+    """One request with the token `who`: reserve, then commit `usage` when admitted. Returns the decision's status."""
+    result = await runner.authenticate(chat(who, **body))
+    if result.error is None:
+        result.usage = usage
+        await runner.settle(result, completed=True)
+    return result.status_code
+
+
+async def admitted(runner: Runner, who: str = "tok", **body: Any) -> AuthResult:
+    """A request with the token `who` that must be admitted; its hold is left to the caller to settle."""
+    result = await runner.authenticate(chat(who, **body))
+    assert result.error is None, result.error
+    return result
 
 
 def budgets_config(**overrides: Any) -> dict[str, Any]:

@@ -11,23 +11,11 @@ from typing import Any, ClassVar
 import httpx
 from authcore_budgets.config import parse_duration
 from authcore_budgets.entities import BudgetRule, counter_for, key_rules
-from budget_helpers import NICKEL_TOKENS, RunnerFactory, budgets_of, chat
+from budget_helpers import NICKEL_TOKENS, RunnerFactory, budgets_of, chat, spend
 
 from authcore import AuthEvent, EmptyConfig, Identity, Plugin, Usage, hookimpl
 from authcore.runner import Runner
 from authcore.testing import app_client, make_request
-
-NICKEL = Usage("m5c", 10, NICKEL_TOKENS)
-
-
-async def spend(runner: Runner, token: str, usage: Usage | None = NICKEL, **body: Any) -> int:
-    """One request: reserve, then commit `usage`. Returns the decision's status."""
-    result = await runner.authenticate(chat(token, **body))
-    if result.error is not None:
-        return result.status_code
-    result.usage = usage
-    await runner.settle(result, completed=True)
-    return 200
 
 
 async def set_budget(runner: Runner, **fields: Any) -> None:

@@ -4,26 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from budget_helpers import RunnerFactory, chat
+from budget_helpers import RunnerFactory, admitted, chat, spend
 
 from authcore import Usage
-from authcore.runner import AuthResult, Runner
 
 BUDGETED = {"tok": {"key_id": "k1", "limits": {"max_budget": 0.20}}}
-
-
-async def admitted(runner: Runner, **body: Any) -> AuthResult:
-    result = await runner.authenticate(chat("tok", **body))
-    assert result.error is None, result.error
-    return result
-
-
-async def spend(runner: Runner, usage: Usage, **body: Any) -> int:
-    result = await runner.authenticate(chat("tok", **body))
-    if result.error is None:
-        result.usage = usage
-        await runner.settle(result, completed=True)
-    return result.status_code
 
 
 async def test_a_fallback_to_a_dearer_model_is_held_at_its_price(make_runner: RunnerFactory) -> None:
@@ -34,7 +19,7 @@ async def test_a_fallback_to_a_dearer_model_is_held_at_its_price(make_runner: Ru
         # The cheap model answered: $0.05 is charged and the rest of the hold returns.
         held.usage = Usage("m5c", 1, 1000)
         await runner.settle(held, completed=True)
-        assert [await spend(runner, Usage("m5c", 1, 1000)) for _ in range(4)] == [200, 200, 200, 429]
+        assert [await spend(runner, usage=Usage("m5c", 1, 1000)) for _ in range(4)] == [200, 200, 200, 429]
 
 
 async def test_fallbacks_in_every_shape_the_app_reads_are_held_for(make_runner: RunnerFactory) -> None:
@@ -54,7 +39,7 @@ async def test_fallbacks_in_every_shape_the_app_reads_are_held_for(make_runner: 
 async def test_the_model_that_answered_sets_the_charge(make_runner: RunnerFactory) -> None:
     async with make_runner(BUDGETED) as runner:
         # The upstream reports m20c (a fallback the app chose, or an alias): its price is charged, the whole budget.
-        assert await spend(runner, Usage("m20c", 1, 1000)) == 200
+        assert await spend(runner, usage=Usage("m20c", 1, 1000)) == 200
         assert (await runner.authenticate(chat("tok", max_tokens=1))).status_code == 429
 
 
@@ -63,7 +48,7 @@ async def test_a_usage_naming_no_priced_model_is_charged_at_the_dearest_model_re
 ) -> None:
     async with make_runner(BUDGETED) as runner:
         # "m5c-2025-01-01" is not in the table: which model answered is unknown, so the dearest is charged.
-        assert await spend(runner, Usage("m5c-2025-01-01", 1, 1000), fallbacks=["m20c"]) == 200
+        assert await spend(runner, usage=Usage("m5c-2025-01-01", 1, 1000), fallbacks=["m20c"]) == 200
         assert (await runner.authenticate(chat("tok", max_tokens=1))).status_code == 429
 
 

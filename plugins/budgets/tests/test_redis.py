@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from authcore_budgets.accounting import BudgetReservation
-from budget_helpers import ADMIN, budgets_of, chat, own_redis, plugins, unused_port
+from budget_helpers import ADMIN, budgets_of, chat, own_redis, plugins, spend, unused_port
 
 from authcore import ConfigurationError, Usage
 from authcore.resources import Resources
@@ -30,14 +30,6 @@ async def runner_on(resources: Resources, **config: Any) -> AsyncIterator[Runner
         plugins({"tok": BUDGETED, "free": {"key_id": "k2"}, "admin": ADMIN}, **config), timeout_s=5, resources=resources
     ) as runner:
         yield runner
-
-
-async def spend(runner: Runner, who: str = "tok") -> int:
-    result = await runner.authenticate(chat(who))
-    if result.error is None:
-        result.usage = Usage("m5c", 1, 1000)
-        await runner.settle(result, completed=True)
-    return result.status_code
 
 
 @pytest.fixture

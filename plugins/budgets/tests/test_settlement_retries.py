@@ -10,7 +10,7 @@ import pytest
 from authcore_budgets.accounting import BudgetReservation
 from authcore_budgets.redis_store import RedisStore
 from authcore_budgets.settlement_retries import Settlement
-from budget_helpers import budgets_of, chat, own_redis, plugins, unused_port
+from budget_helpers import admitted, budgets_of, own_redis, plugins, spend, unused_port
 
 from authcore import Usage
 from authcore.resources import Resources
@@ -21,20 +21,6 @@ pytestmark = pytest.mark.services
 
 NICKEL = 50_000
 """Micro-USD of one `chat` request: the $0.20 budget below admits four."""
-
-
-async def admitted(runner: Runner) -> AuthResult:
-    result = await runner.authenticate(chat("tok"))
-    assert result.error is None
-    return result
-
-
-async def spend(runner: Runner) -> int:
-    result = await runner.authenticate(chat("tok"))
-    if result.error is None:
-        result.usage = Usage("m5c", 1, 1000)
-        await runner.settle(result, completed=True)
-    return result.status_code
 
 
 async def drained(runner: Runner, timeout_s: float = 10.0) -> None:
