@@ -38,7 +38,7 @@ class SingleFlight(Generic[V]):
         try:
             return await load
         finally:
-            if self._running.get(key) is asyncio.current_task():
+            if self.is_current(key):
                 del self._running[key]
 
     def is_current(self, key: str) -> bool:
