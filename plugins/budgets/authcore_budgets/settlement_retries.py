@@ -71,8 +71,6 @@ class SettlementRetries:
         self._max_pending = max_pending
         self._pending: deque[Settlement] = deque()
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
-        """Settlements given up because `max_pending` were already waiting."""
 
     @property
     def pending(self) -> int:
@@ -81,7 +79,6 @@ class SettlementRetries:
     def add(self, settlement: Settlement) -> None:
         """Keep `settlement` and make sure the background task is sending."""
         if len(self._pending) >= self._max_pending:
-            self.dropped += 1
             logger.error("budgets: %d settlements wait for the store already; one more is dropped", self._max_pending)
             return
         self._pending.append(settlement)
